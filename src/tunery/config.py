@@ -1,0 +1,189 @@
+"""One typed config for a fine-tuning run, validated at the edge.
+
+The same schema serves the YAML file, `--set key=value` overrides, the Python
+API and (later) the REST API. Errors name the key and suggest the nearest valid
+one. This module imports no torch, so the CLI starts fast.
+
+    cfg = load_config("examples/demo.yaml", overrides=["lora.r=16", "train.epochs=2"])
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    name: str = Field(
+        "smollm2-135m-instruct",
+        description="Bundled alias, local directory, .gguf file or hub id.",
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto: bf16 on a GPU that supports it, else fp32 (never bf16 on a CPU)."
+    )
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:1, mps.")
+    attn_implementation: str | None = Field(None, description="sdpa (default), eager, flash_attention_2.")
+
+
+class DataConfig(_Section):
+    train: str = Field(..., description="Training file: JSONL, JSON, CSV, Parquet or a datasets directory.")
+    validation: str | None = Field(
+        None, description="Validation file; if absent, `validation_split` of train."
+    )
+    validation_split: float = Field(0.1, ge=0.0, lt=1.0, description="Share of train held out when no file.")
+    format: Literal["auto", "chat", "instruction", "completion", "text", "classification"] = "auto"
+    max_length: int = Field(1024, ge=8, description="Tokens per example; longer ones are truncated.")
+    train_on: Literal["assistant", "all"] = Field(
+        "assistant", description="Loss on assistant/completion tokens only (default), or on every token."
+    )
+
+
+class LoraConfig(_Section):
+    r: int = Field(8, ge=1, description="Rank of the update matrices.")
+    alpha: float = Field(16.0, gt=0, description="Scaling numerator: the update is scaled by alpha / r.")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: str | list[str] = Field(
+        "all-linear", description="'all-linear' (every linear layer but the head) or a list of module names."
+    )
+
+
+class TrainConfig(_Section):
+    epochs: float = Field(1.0, gt=0, description="Passes over the training data (fractions allowed).")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimiser steps.")
+    batch_size: int = Field(8, ge=1, description="Examples per micro-batch.")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches per optimiser step.")
+    batching: Literal["grouped", "packed"] = Field(
+        "grouped",
+        description="grouped: batches of similar length (least padding on CPU); packed: padding-free rows.",
+    )
+    lr: float = Field(2e-4, gt=0, description="Peak learning rate.")
+    scheduler: Literal["linear", "cosine", "constant"] = "cosine"
+    warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    seed: int = 42
+    eval_every: int | None = Field(
+        None, ge=1, description="Evaluate every N steps (default: each epoch end)."
+    )
+    save_every: int | None = Field(
+        None, ge=1, description="Checkpoint every N steps (default: each epoch end)."
+    )
+    keep_checkpoints: int = Field(2, ge=1, description="Newest complete checkpoints kept on disk.")
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="Stop when validation loss has not improved for this many evaluations."
+    )
+    gradient_checkpointing: bool = Field(False, description="Trade compute for memory; off unless needed.")
+    log_every: int = Field(1, ge=1)
+    threads: int | None = Field(None, ge=1, description="CPU threads (default: the cores available).")
+
+
+class TuneryConfig(_Section):
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig
+    method: Literal["lora"] = Field("lora", description="Fine-tuning method.")
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    output_dir: str = Field("runs", description="Runs are written to output_dir/run_name.")
+    run_name: str | None = Field(None, description="Default: <model>-<method>-<timestamp>.")
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_may_be_a_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+
+class ConfigError(ValueError):
+    """A config the user wrote is wrong; the message says which key and what to do."""
+
+
+def load_config(source: str | Path | dict | TuneryConfig, overrides: list[str] | None = None) -> TuneryConfig:
+    """Read a YAML path, a dict or a config, apply `key.sub=value` overrides, validate."""
+    if isinstance(source, TuneryConfig):
+        raw = source.model_dump()
+    elif isinstance(source, dict):
+        raw = dict(source)
+    else:
+        raw = _read_yaml(Path(source))
+    for item in overrides or []:
+        _apply_override(raw, item)
+    return validate_config(raw)
+
+
+def validate_config(raw: dict) -> TuneryConfig:
+    try:
+        return TuneryConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_explain(err)) from None
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the config must be a mapping of sections (model, data, lora, train)")
+    _resolve_paths(raw, path.parent)
+    return raw
+
+
+def _resolve_paths(raw: dict, base: Path) -> None:
+    """Data paths in a config file are relative to the file, as a person reading it expects."""
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        return
+    for key in ("train", "validation"):
+        value = data.get(key)
+        if isinstance(value, str) and not Path(value).is_absolute() and (base / value).exists():
+            data[key] = str(base / value)
+
+
+def _apply_override(raw: dict, item: str) -> None:
+    if "=" not in item:
+        raise ConfigError(f"override '{item}' must look like key=value, e.g. lora.r=16")
+    dotted, text = item.split("=", 1)
+    keys = dotted.strip().split(".")
+    node = raw
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override '{item}': '{key}' is a value, not a section")
+    node[keys[-1]] = yaml.safe_load(text) if text.strip() else None
+
+
+def _explain(err: ValidationError) -> str:
+    lines = []
+    for problem in err.errors():
+        loc = [str(part) for part in problem["loc"]]
+        key = ".".join(loc)
+        if problem["type"] == "extra_forbidden":
+            lines.append(f"unknown key '{key}'{_suggestion(loc)}")
+        elif problem["type"] == "missing":
+            lines.append(f"missing key '{key}'")
+        else:
+            lines.append(f"'{key}': {problem['msg']} (got {problem.get('input')!r})")
+    return "invalid config:\n  " + "\n  ".join(lines)
+
+
+def _suggestion(loc: list[str]) -> str:
+    section: type[BaseModel] = TuneryConfig
+    for part in loc[:-1]:
+        field = section.model_fields.get(part)
+        annotation = getattr(field, "annotation", None) if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return ""
+        section = annotation
+    close = difflib.get_close_matches(loc[-1], list(section.model_fields), n=1, cutoff=0.5)
+    if not close:
+        return f"; valid keys: {', '.join(section.model_fields)}"
+    return f"; did you mean '{'.'.join([*loc[:-1], close[0]])}'?"

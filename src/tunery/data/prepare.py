@@ -1,0 +1,102 @@
+"""From data files in a config to encoded train and validation sets, refusing bad rows loudly."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from tunery.data.tokenize import EncodedData, encode_examples
+from tunery.data.types import Example, LoadedData
+
+SHOWN_ERRORS = 10
+
+
+class DataError(ValueError):
+    """The data has rows that cannot be trained on; the message lists them."""
+
+
+@dataclass
+class PreparedData:
+    train: EncodedData
+    validation: EncodedData | None
+    sources: dict = field(default_factory=dict)  # role -> {path, format, content_hash, rows}
+
+    def summary(self) -> dict:
+        def describe(encoded: EncodedData | None) -> dict:
+            if encoded is None:
+                return {}
+            return {
+                "examples": len(encoded.examples),
+                "tokens": sum(len(e.input_ids) for e in encoded.examples),
+                "supervised_tokens": sum(e.n_supervised for e in encoded.examples),
+                "truncated_lines": encoded.truncated_lines,
+                "dropped_lines": encoded.dropped_lines,
+            }
+
+        return {
+            "sources": self.sources,
+            "train": describe(self.train),
+            "validation": describe(self.validation),
+        }
+
+
+def load_checked(path: str, fmt: str = "auto") -> LoadedData:
+    """Load a data file; any row error stops here with every error listed (up to a few)."""
+    from tunery.data.formats import load_examples
+
+    loaded = load_examples(path, format=fmt)
+    if loaded.errors:
+        shown = "\n  ".join(str(error) for error in loaded.errors[:SHOWN_ERRORS])
+        more = len(loaded.errors) - SHOWN_ERRORS
+        tail = f"\n  … and {more} more" if more > 0 else ""
+        raise DataError(
+            f"{path}: {len(loaded.errors)} row(s) cannot be used:\n  {shown}{tail}\n"
+            f"Fix them (see `tunery data check {path}`) and run again."
+        )
+    return loaded
+
+
+def split_examples(examples: list[Example], share: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """Deterministic hold-out: the same seed always holds out the same rows."""
+    if share <= 0 or len(examples) < 2:
+        return list(examples), []
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    n_valid = min(len(examples) - 1, max(1, round(share * len(examples))))
+    held = set(order[:n_valid])
+    train = [e for i, e in enumerate(examples) if i not in held]
+    valid = [e for i, e in enumerate(examples) if i in held]
+    return train, valid
+
+
+def prepare_data(data_config, tokenizer, seed: int) -> PreparedData:
+    train_file = load_checked(data_config.train, data_config.format)
+    sources = {"train": _source(train_file)}
+    if data_config.validation:
+        valid_file = load_checked(data_config.validation, data_config.format)
+        sources["validation"] = _source(valid_file)
+        train_examples, valid_examples = train_file.examples, valid_file.examples
+    else:
+        train_examples, valid_examples = split_examples(
+            train_file.examples, data_config.validation_split, seed
+        )
+
+    def encode(examples: list[Example]) -> EncodedData:
+        return encode_examples(examples, tokenizer, data_config.max_length, data_config.train_on)
+
+    train = encode(train_examples)
+    if not train.examples:
+        raise DataError(
+            f"{data_config.train}: no example is left to train on after truncation to data.max_length"
+        )
+    validation = encode(valid_examples) if valid_examples else None
+    return PreparedData(train, validation if validation and validation.examples else None, sources)
+
+
+def _source(loaded: LoadedData) -> dict:
+    return {
+        "path": loaded.path,
+        "format": loaded.format,
+        "content_hash": loaded.content_hash,
+        "rows": loaded.n_rows,
+    }

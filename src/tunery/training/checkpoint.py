@@ -1,0 +1,153 @@
+"""Checkpoints you can trust: written aside, verified, then renamed into place.
+
+A checkpoint is a folder `checkpoints/step-NNNNNN/` holding the trainable
+weights, optimizer and scheduler state, the loop position (`state.json`) and the
+random-number state (`rng.pt`). Everything loads with `torch.load(weights_only=True)`
+or as JSON. The folder is first written as `.tmp-step-NNNNNN`, closed with a
+`COMPLETE` manifest of file sizes and sha256 digests, then renamed: a process
+killed mid-save leaves a temporary folder that resume ignores, and a file
+damaged later fails verification, so resume falls back to the previous one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+MANIFEST = "COMPLETE"
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:06d}"
+
+
+def save_checkpoint(folder: Path, step: int, model, optimizer, scheduler, state: dict, keep: int) -> Path:
+    """Write checkpoint `step` atomically and prune all but the newest `keep` complete ones."""
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / checkpoint_name(step)
+    staging = folder / f".tmp-{checkpoint_name(step)}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    write_checkpoint_files(staging, model, optimizer, scheduler, state)
+    _write_manifest(staging)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(staging, final)
+    _fsync_dir(folder)
+    prune_checkpoints(folder, keep=keep, protect={state.get("best_step")})
+    return final
+
+
+def write_checkpoint_files(target: Path, model, optimizer, scheduler, state: dict) -> None:
+    model.save_pretrained(target)
+    torch.save(optimizer.state_dict(), target / "optimizer.pt")
+    torch.save(scheduler.state_dict(), target / "scheduler.pt")
+    torch.save(_rng_state(), target / "rng.pt")
+    (target / "state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
+
+
+def _write_manifest(target: Path) -> None:
+    files = {
+        path.name: {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+        for path in sorted(target.iterdir())
+        if path.is_file()
+    }
+    for path in target.iterdir():
+        if path.is_file():
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())
+    (target / MANIFEST).write_text(json.dumps(files, indent=2), encoding="utf-8")
+
+
+def verify_checkpoint(path: Path) -> bool:
+    manifest = path / MANIFEST
+    if not manifest.exists():
+        return False
+    try:
+        files = json.loads(manifest.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return False
+    for name, expected in files.items():
+        file = path / name
+        if (
+            not file.exists()
+            or file.stat().st_size != expected["bytes"]
+            or _sha256(file) != expected["sha256"]
+        ):
+            return False
+    return True
+
+
+def complete_checkpoints(folder: Path) -> list[Path]:
+    """Complete, verified checkpoints, newest first."""
+    if not folder.exists():
+        return []
+    candidates = sorted(folder.glob("step-*"), key=lambda p: p.name, reverse=True)
+    return [path for path in candidates if verify_checkpoint(path)]
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    found = complete_checkpoints(folder)
+    return found[0] if found else None
+
+
+def prune_checkpoints(folder: Path, keep: int, protect: set | None = None) -> None:
+    protected = {checkpoint_name(step) for step in (protect or set()) if step is not None}
+    for stale in folder.glob(".tmp-step-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    for old in complete_checkpoints(folder)[keep:]:
+        if old.name not in protected:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
+    """Restore weights, optimizer, scheduler and RNG in place; return the loop state."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    weights = path / "adapter_model.safetensors"
+    if not weights.exists():
+        raise CheckpointError(f"{path} has no adapter_model.safetensors")
+    set_peft_model_state_dict(model, load_file(weights, device=str(next(model.parameters()).device)))
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+    _set_rng_state(torch.load(path / "rng.pt", weights_only=True))
+    return json.loads((path / "state.json").read_text(encoding="utf-8"))
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,56 @@
+"""Cross-entropy computed only where labels are supervised.
+
+The language-model head is the widest matrix of a small model (SmolLM2:
+576 x 49,152) and its logits the largest activation. Transformers computes them
+for every position; we run the model's body, keep the hidden states whose next
+token carries loss, and apply the head to those alone. On chat data, where most
+tokens are prompt, this saves most of the head's work and memory.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from tunery.data.tokenize import IGNORE
+
+# Configs that change logits after the head; for these the plain forward is used.
+_LOGIT_POSTPROCESSING = (
+    "final_logit_softcapping",
+    "logit_scale",
+    "logits_scaling",
+    "output_multiplier_scale",
+)
+
+
+def causal_lm_parts(model) -> tuple[torch.nn.Module, torch.nn.Module] | None:
+    """(body, head) of a causal LM, PEFT-wrapped or not; None when logits need the full forward."""
+    causal = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = causal.config
+    if any(getattr(config, name, None) not in (None, 1, 1.0) for name in _LOGIT_POSTPROCESSING):
+        return None
+    body = getattr(causal, causal.base_model_prefix, None)
+    head = causal.get_output_embeddings()
+    if body is None or head is None:
+        return None
+    return body, head
+
+
+def summed_loss(model, batch: dict, parts=None) -> tuple[torch.Tensor, int]:
+    """Sum of token losses over supervised positions, and how many there were.
+
+    The caller divides by the supervised tokens of the whole optimiser step, so
+    gradient accumulation weighs every token equally whatever the batch split.
+    """
+    labels = batch["labels"]
+    targets = labels[:, 1:]
+    keep = targets != IGNORE
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    if parts is None:
+        logits = model(**inputs).logits[:, :-1][keep]
+    else:
+        body, head = parts
+        hidden = body(**inputs).last_hidden_state[:, :-1]  # [B, T-1, H]
+        logits = head(hidden[keep])  # [N, V], N = supervised tokens
+    loss = F.cross_entropy(logits.float(), targets[keep], reduction="sum")
+    return loss, int(keep.sum())

@@ -1,0 +1,294 @@
+"""The fine-tuning recipe: set up, loop, save. Read it top to bottom.
+
+    tunery train examples/demo.yaml --set lora.r=16 --set train.epochs=2
+    tunery train --resume runs/<run>
+
+The loop is written out rather than handed to a trainer class: the batch plan
+(data/batching.py), the loss on supervised tokens only (train/loss.py) and the
+checkpoint format (train/checkpoint.py) are where speed and trust come from, and
+here they are in plain sight.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from tunery.config import TuneryConfig, load_config
+from tunery.data.batching import collate, plan_batches, supervised_tokens
+from tunery.data.prepare import PreparedData, prepare_data
+from tunery.data.tokenize import EncodedData, ensure_chat_template
+from tunery.methods import count_parameters, get_method
+from tunery.models import load_causal_lm, pick_device, pick_dtype, resolve_model, set_threads
+from tunery.run import Run
+from tunery.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from tunery.training.loss import causal_lm_parts, summed_loss
+from tunery.training.progress import Progress
+
+log = logging.getLogger("tunery.training")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; training stops at once instead of training on garbage."""
+
+
+@dataclass
+class LoopState:
+    """Where the loop is; saved in every checkpoint so resume continues at the same batch."""
+
+    global_step: int = 0
+    epoch: int = 0
+    step_in_epoch: int = 0
+    best_val_loss: float | None = None
+    best_step: int | None = None
+    evals_without_improvement: int = 0
+    stopped_early: bool = False
+    tokens_seen: int = 0
+
+
+def train(
+    config, overrides: list[str] | None = None, resume: str | Path | None = None, quiet: bool = False
+) -> Run:
+    if resume is not None:
+        run = Run.open(resume)
+        cfg = load_config(run.path / "config.yaml", overrides)
+    else:
+        cfg = load_config(config, overrides)
+        run = Run.create(cfg)
+    handler = _log_to(run)
+    try:
+        return _train(run, cfg, resume is not None, quiet)
+    except BaseException as err:
+        run.update_record(status="failed", error=f"{type(err).__name__}: {err}")
+        log.error("run failed: %s", err)
+        raise
+    finally:
+        logging.getLogger("tunery").removeHandler(handler)
+        handler.close()
+
+
+def _train(run: Run, cfg: TuneryConfig, resuming: bool, quiet: bool) -> Run:
+    # --- set-up -------------------------------------------------------------------------
+    torch.manual_seed(cfg.train.seed)
+    threads = set_threads(cfg.train.threads)
+    device = pick_device(cfg.model.device)
+    dtype = pick_dtype(cfg.model.dtype, device)
+    model_path = resolve_model(cfg.model.name)
+    model, tokenizer = load_causal_lm(model_path, device, dtype, cfg.model.attn_implementation)
+    if ensure_chat_template(tokenizer):
+        log.info("the model has no chat template; using ChatML")
+    data = prepare_data(cfg.data, tokenizer, cfg.train.seed)
+    model = get_method(cfg.method).apply(model, cfg)
+    if cfg.train.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    trainable, total = count_parameters(model)
+
+    steps_per_epoch = math.ceil(
+        math.ceil(len(data.train.examples) / cfg.train.batch_size) / cfg.train.grad_accum
+    )
+    total_steps = cfg.train.max_steps or math.ceil(cfg.train.epochs * steps_per_epoch)
+    optimizer, scheduler = build_optimizer(model, cfg, total_steps)
+
+    state = LoopState()
+    if resuming and (checkpoint := latest_checkpoint(run.checkpoints_dir)) is not None:
+        state = LoopState(**load_checkpoint(checkpoint, model, optimizer, scheduler))
+        log.info("resumed from %s at step %d", checkpoint.name, state.global_step)
+
+    run.update_record(
+        status="running",
+        config=cfg.model_dump(),
+        model_path=model_path,
+        device=str(device),
+        dtype=str(dtype).removeprefix("torch."),
+        threads=threads,
+        parameters={"trainable": trainable, "total": total, "percent": round(100 * trainable / total, 4)},
+        data=data.summary(),
+        versions=package_versions(),
+        total_steps=total_steps,
+    )
+    log.info(
+        "training %s with %s: %d of %d parameters trainable (%.2f%%), %d steps, %s %s, %d threads",
+        cfg.model.name, cfg.method, trainable, total, 100 * trainable / total, total_steps, device, dtype, threads,
+    )  # fmt: skip
+
+    # --- loop ---------------------------------------------------------------------------
+    started = time.perf_counter()
+    tokens_at_start = state.tokens_seen
+    parts = causal_lm_parts(model)
+    pad_id = tokenizer.pad_token_id
+    progress = Progress(total_steps, start=state.global_step, enabled=not quiet)
+    with progress:
+        while state.global_step < total_steps and not state.stopped_early:
+            steps = optimizer_steps(data.train, cfg, state.epoch)
+            for micro_batches in steps[state.step_in_epoch :]:
+                model.train()
+                groups = [[data.train.examples[i] for i in batch] for batch in micro_batches]
+                loss, n_tokens = train_step(model, parts, groups, cfg, device, pad_id, state.global_step)
+                if cfg.train.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                state.global_step += 1
+                state.step_in_epoch += 1
+                state.tokens_seen += n_tokens
+                elapsed = time.perf_counter() - started
+                tokens_per_s = (state.tokens_seen - tokens_at_start) / max(elapsed, 1e-9)
+                progress.update(state.global_step, loss=loss, tokens_per_s=tokens_per_s)
+                if state.global_step % cfg.train.log_every == 0:
+                    run.log_metrics(
+                        step=state.global_step, epoch=state.epoch, loss=round(loss, 6), lr=scheduler.get_last_lr()[0],
+                        tokens_per_s=round(tokens_per_s, 2), supervised_tokens=state.tokens_seen,
+                    )  # fmt: skip
+                epoch_ends = state.step_in_epoch == len(steps)
+                last = state.global_step >= total_steps
+                if _due(cfg.train.eval_every, state.global_step, epoch_ends or last):
+                    evaluate_during_training(run, model, parts, data, cfg, device, pad_id, state)
+                if _due(cfg.train.save_every, state.global_step, epoch_ends or last) or state.stopped_early:
+                    save_checkpoint(
+                        run.checkpoints_dir, state.global_step, model, optimizer, scheduler,
+                        asdict(state) | _next_position(state, epoch_ends), keep=cfg.train.keep_checkpoints,
+                    )  # fmt: skip
+                if last or state.stopped_early:
+                    break
+            else:
+                state.epoch += 1
+                state.step_in_epoch = 0
+
+    # --- save ---------------------------------------------------------------------------
+    elapsed = time.perf_counter() - started
+    model.save_pretrained(run.adapter_dir)
+    tokenizer.save_pretrained(run.adapter_dir)
+    history = run.history()
+    train_losses = [row["loss"] for row in history if "loss" in row]
+    metrics = {
+        "train_loss": train_losses[-1] if train_losses else None,
+        "val_loss": _last_val_loss(history),
+        "best_val_loss": state.best_val_loss,
+        "best_step": state.best_step,
+        "steps": state.global_step,
+        "stopped_early": state.stopped_early,
+        "train_seconds": round(elapsed, 2),
+        "tokens_per_s": round((state.tokens_seen - tokens_at_start) / max(elapsed, 1e-9), 2),
+    }
+    run.update_record(status="completed", metrics=metrics, error=None)
+    log.info("done: %s", metrics)
+    return run
+
+
+def build_optimizer(model, cfg: TuneryConfig, total_steps: int):
+    from transformers import get_scheduler
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    name = {"constant": "constant_with_warmup"}.get(cfg.train.scheduler, cfg.train.scheduler)
+    scheduler = get_scheduler(
+        name,
+        optimizer,
+        num_warmup_steps=round(cfg.train.warmup_ratio * total_steps),
+        num_training_steps=total_steps,
+    )
+    return optimizer, scheduler
+
+
+def optimizer_steps(train: EncodedData, cfg: TuneryConfig, epoch: int) -> list[list[list[int]]]:
+    """The epoch's batches, grouped into optimiser steps of `grad_accum` micro-batches."""
+    lengths = [len(e.input_ids) for e in train.examples]
+    batches = plan_batches(
+        lengths, cfg.train.batch_size, cfg.train.seed, epoch, group_by_length=cfg.train.batching == "grouped"
+    )
+    accum = cfg.train.grad_accum
+    return [batches[i : i + accum] for i in range(0, len(batches), accum)]
+
+
+def train_step(model, parts, groups, cfg, device, pad_id: int, step: int) -> tuple[float, int]:
+    """Forward and backward over one optimiser step's micro-batches; returns (mean token loss, supervised tokens)."""
+    n_tokens = max(1, sum(supervised_tokens(group) for group in groups))
+    total = 0.0
+    for group in groups:
+        batch = {k: v.to(device) for k, v in collate(group, cfg.train.batching, pad_id).items()}
+        loss_sum, _ = summed_loss(model, batch, parts)
+        (loss_sum / n_tokens).backward()
+        total += loss_sum.item()
+        if not math.isfinite(total):
+            lines = sorted(example.line for example in group)
+            raise TrainingDiverged(
+                f"loss became {total} at step {step + 1} (batch of data lines {lines[:8]}); "
+                f"lower train.lr (now {cfg.train.lr}) or check those rows"
+            )
+    return total / n_tokens, n_tokens
+
+
+@torch.no_grad()
+def validation_loss(model, parts, encoded: EncodedData, batch_size: int, device, pad_id: int) -> float:
+    """Mean loss per supervised token over a whole set."""
+    model.eval()
+    total, count = 0.0, 0
+    order = sorted(range(len(encoded.examples)), key=lambda i: len(encoded.examples[i].input_ids))
+    for start in range(0, len(order), batch_size):
+        group = [encoded.examples[i] for i in order[start : start + batch_size]]
+        batch = {k: v.to(device) for k, v in collate(group, "grouped", pad_id).items()}
+        loss_sum, n = summed_loss(model, batch, parts)
+        total += loss_sum.item()
+        count += n
+    return total / max(count, 1)
+
+
+def evaluate_during_training(
+    run, model, parts, data: PreparedData, cfg, device, pad_id, state: LoopState
+) -> None:
+    if data.validation is None:
+        return
+    loss = validation_loss(model, parts, data.validation, cfg.train.batch_size, device, pad_id)
+    run.log_metrics(step=state.global_step, epoch=state.epoch, val_loss=round(loss, 6))
+    log.info("step %d: validation loss %.4f", state.global_step, loss)
+    if state.best_val_loss is None or loss < state.best_val_loss:
+        state.best_val_loss, state.best_step, state.evals_without_improvement = loss, state.global_step, 0
+        return
+    state.evals_without_improvement += 1
+    patience = cfg.train.early_stopping_patience
+    if patience and state.evals_without_improvement >= patience:
+        state.stopped_early = True
+        log.info("early stop at step %d: no improvement for %d evaluations", state.global_step, patience)
+
+
+def _due(every: int | None, step: int, boundary: bool) -> bool:
+    return boundary if every is None else step % every == 0 or boundary
+
+
+def _next_position(state: LoopState, epoch_ends: bool) -> dict:
+    """Where a resumed loop starts: the next batch of this epoch, or the next epoch."""
+    if epoch_ends:
+        return {"epoch": state.epoch + 1, "step_in_epoch": 0}
+    return {}
+
+
+def _last_val_loss(history: list[dict]) -> float | None:
+    losses = [row["val_loss"] for row in history if "val_loss" in row]
+    return losses[-1] if losses else None
+
+
+def package_versions() -> dict:
+    from importlib.metadata import version
+
+    import tunery
+
+    versions = {"tunery": tunery.__version__, "python": platform.python_version()}
+    for name in ("torch", "transformers", "peft"):
+        versions[name] = version(name)
+    return versions
+
+
+def _log_to(run: Run) -> logging.Handler:
+    handler = logging.FileHandler(run.path / "train.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("tunery")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    return handler

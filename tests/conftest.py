@@ -1,0 +1,105 @@
+"""Shared fixtures: a tiny random llama with a tiny byte-level BPE tokenizer and ChatML template.
+
+Built from a config in well under a second, so every unit test runs real
+transformers code without a download or a real checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+CORPUS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Extract the order as JSON: name, item, quantity.",
+    '{"name": "Ada", "item": "apple", "quantity": 3}',
+    "What is the capital of France? Paris is the capital of France.",
+    "system user assistant hello world 0 1 2 3 4 5 6 7 8 9",
+]
+SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+CHATML = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
+    "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def build_tiny_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(CORPUS * 5, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token="<|endoftext|>"
+    )
+    fast.chat_template = CHATML
+    return fast
+
+
+def build_tiny_llama(vocab_size: int, seed: int = 0):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+    )
+    return LlamaForCausalLM(config)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    return build_tiny_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_tokenizer) -> Path:
+    """A saved tiny llama + tokenizer: loadable by path like any local model."""
+    path = tmp_path_factory.mktemp("tiny-llama")
+    model = build_tiny_llama(len(tiny_tokenizer))
+    model.config.pad_token_id = tiny_tokenizer.pad_token_id
+    model.config.eos_token_id = tiny_tokenizer.eos_token_id
+    model.save_pretrained(path)
+    tiny_tokenizer.save_pretrained(path)
+    return path
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def chat_rows(n: int) -> list[dict]:
+    """n short chats whose answers follow a learnable pattern."""
+    rows = []
+    for i in range(n):
+        rows.append(
+            {
+                "messages": [
+                    {"role": "user", "content": f"item {i % 7} quantity {i % 5}"},
+                    {"role": "assistant", "content": f'{{"item": {i % 7}, "quantity": {i % 5}}}'},
+                ]
+            }
+        )
+    return rows
+
+
+@pytest.fixture
+def chat_files(tmp_path) -> tuple[Path, Path]:
+    train = write_jsonl(tmp_path / "train.jsonl", chat_rows(24))
+    valid = write_jsonl(tmp_path / "valid.jsonl", chat_rows(6))
+    return train, valid
