@@ -9,10 +9,12 @@ tokens are prompt, this saves most of the head's work and memory.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
-from tunery.data.tokenize import IGNORE
+from tunery.data.tokenize import IGNORE, Encoded
 
 # Configs that change logits after the head; for these the plain forward is used.
 _LOGIT_POSTPROCESSING = (
@@ -54,3 +56,22 @@ def summed_loss(model, batch: dict, parts=None) -> tuple[torch.Tensor, int]:
         logits = head(hidden[keep])  # [N, V], N = supervised tokens
     loss = F.cross_entropy(logits.float(), targets[keep], reduction="sum")
     return loss, int(keep.sum())
+
+
+@torch.no_grad()
+def mean_loss(model, parts, examples: Sequence[Encoded], pad_id: int, batch_size: int = 8) -> float:
+    """Mean loss per supervised token over a whole set, batched by length."""
+    from tunery.data.batching import collate_padded
+
+    model.eval()
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    ordered = sorted(examples, key=lambda e: len(e.input_ids))
+    for start in range(0, len(ordered), batch_size):
+        batch = {
+            k: v.to(device) for k, v in collate_padded(ordered[start : start + batch_size], pad_id).items()
+        }
+        loss_sum, n = summed_loss(model, batch, parts)
+        total += loss_sum.item()
+        count += n
+    return total / max(count, 1)

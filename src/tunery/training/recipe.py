@@ -28,7 +28,7 @@ from tunery.methods import count_parameters, get_method
 from tunery.models import load_causal_lm, pick_device, pick_dtype, resolve_model, set_threads
 from tunery.run import Run
 from tunery.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from tunery.training.loss import causal_lm_parts, summed_loss
+from tunery.training.loss import causal_lm_parts, mean_loss, summed_loss
 from tunery.training.progress import Progress
 
 log = logging.getLogger("tunery.training")
@@ -225,27 +225,12 @@ def train_step(model, parts, groups, cfg, device, pad_id: int, step: int) -> tup
     return total / n_tokens, n_tokens
 
 
-@torch.no_grad()
-def validation_loss(model, parts, encoded: EncodedData, batch_size: int, device, pad_id: int) -> float:
-    """Mean loss per supervised token over a whole set."""
-    model.eval()
-    total, count = 0.0, 0
-    order = sorted(range(len(encoded.examples)), key=lambda i: len(encoded.examples[i].input_ids))
-    for start in range(0, len(order), batch_size):
-        group = [encoded.examples[i] for i in order[start : start + batch_size]]
-        batch = {k: v.to(device) for k, v in collate(group, "grouped", pad_id).items()}
-        loss_sum, n = summed_loss(model, batch, parts)
-        total += loss_sum.item()
-        count += n
-    return total / max(count, 1)
-
-
 def evaluate_during_training(
     run, model, parts, data: PreparedData, cfg, device, pad_id, state: LoopState
 ) -> None:
     if data.validation is None:
         return
-    loss = validation_loss(model, parts, data.validation, cfg.train.batch_size, device, pad_id)
+    loss = mean_loss(model, parts, data.validation.examples, pad_id, cfg.train.batch_size)
     run.log_metrics(step=state.global_step, epoch=state.epoch, val_loss=round(loss, 6))
     log.info("step %d: validation loss %.4f", state.global_step, loss)
     if state.best_val_loss is None or loss < state.best_val_loss:
