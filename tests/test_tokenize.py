@@ -13,7 +13,9 @@ def chat(*turns: tuple[str, str], line: int = 1) -> Example:
 
 
 def supervised_text(tokenizer, encoded) -> str:
-    return tokenizer.decode([t for t, label in zip(encoded.input_ids, encoded.labels, strict=True) if label != IGNORE])
+    return tokenizer.decode(
+        [t for t, label in zip(encoded.input_ids, encoded.labels, strict=True) if label != IGNORE]
+    )
 
 
 def test_single_turn_chat_trains_on_the_answer_and_its_end_token(tiny_tokenizer):

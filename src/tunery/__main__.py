@@ -1,0 +1,3 @@
+from tunery.cli import main
+
+main()
