@@ -16,17 +16,78 @@ from pathlib import Path
 
 SYSTEM = "Extract the order as compact JSON."
 NAMES = [
-    "Maria", "Ahmed", "Yuki", "Olga", "Carlos", "Priya", "Tom", "Fatima", "Lars", "Chen", "Amara", "Diego",
-    "Sofia", "Ivan", "Nadia", "Kwame", "Elena", "Raj", "Hana", "Pierre", "Lucia", "Omar", "Greta", "Mateo",
+    "Maria",
+    "Ahmed",
+    "Yuki",
+    "Olga",
+    "Carlos",
+    "Priya",
+    "Tom",
+    "Fatima",
+    "Lars",
+    "Chen",
+    "Amara",
+    "Diego",
+    "Sofia",
+    "Ivan",
+    "Nadia",
+    "Kwame",
+    "Elena",
+    "Raj",
+    "Hana",
+    "Pierre",
+    "Lucia",
+    "Omar",
+    "Greta",
+    "Mateo",
 ]
 CITIES = [
-    "Lisbon", "Cairo", "Osaka", "Kyiv", "Lima", "Pune", "Leeds", "Tunis", "Oslo", "Xian", "Accra", "Quito",
-    "Porto", "Riga", "Dakar", "Bergen", "Turin", "Hanoi", "Nagoya", "Lyon", "Seville", "Muscat", "Graz", "Cusco",
+    "Lisbon",
+    "Cairo",
+    "Osaka",
+    "Kyiv",
+    "Lima",
+    "Pune",
+    "Leeds",
+    "Tunis",
+    "Oslo",
+    "Xian",
+    "Accra",
+    "Quito",
+    "Porto",
+    "Riga",
+    "Dakar",
+    "Bergen",
+    "Turin",
+    "Hanoi",
+    "Nagoya",
+    "Lyon",
+    "Seville",
+    "Muscat",
+    "Graz",
+    "Cusco",
 ]
 ITEMS = [
-    "green tea", "coffee beans", "olive oil", "rice", "honey", "dark chocolate", "oat milk", "lentils",
-    "almonds", "basmati rice", "maple syrup", "black pepper", "sea salt", "dried mango", "peanut butter",
-    "espresso pods", "jasmine tea", "pasta", "cocoa powder", "walnuts",
+    "green tea",
+    "coffee beans",
+    "olive oil",
+    "rice",
+    "honey",
+    "dark chocolate",
+    "oat milk",
+    "lentils",
+    "almonds",
+    "basmati rice",
+    "maple syrup",
+    "black pepper",
+    "sea salt",
+    "dried mango",
+    "peanut butter",
+    "espresso pods",
+    "jasmine tea",
+    "pasta",
+    "cocoa powder",
+    "walnuts",
 ]
 UNITS = ["boxes of", "bags of", "jars of", "packs of", "bottles of", "tins of"]
 TEMPLATES = [
@@ -50,7 +111,12 @@ def order(rng: random.Random) -> tuple[str, str]:
         "qty": rng.randint(1, 12),
     }
     prose = rng.choice(TEMPLATES).format(**fields)
-    answer = {"customer": fields["name"], "item": fields["item"], "quantity": fields["qty"], "city": fields["city"]}
+    answer = {
+        "customer": fields["name"],
+        "item": fields["item"],
+        "quantity": fields["qty"],
+        "city": fields["city"],
+    }
     return prose, json.dumps(answer)
 
 
@@ -63,7 +129,9 @@ def row(rng: random.Random) -> dict:
     return {"messages": messages}
 
 
-def main(out: Path = Path(__file__).parent / "data", n_train: int = 320, n_valid: int = 40, seed: int = 2026) -> None:
+def main(
+    out: Path = Path(__file__).parent / "data", n_train: int = 320, n_valid: int = 40, seed: int = 2026
+) -> None:
     rng = random.Random(seed)
     rows, seen = [], set()
     while len(rows) < n_train + n_valid:

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+# Every method name `method:` accepts; each is a module in tunery/methods/.
+Method = Literal[
+    "lora", "qlora", "adalora", "ia3", "prefix", "prompt", "ptuning", "loha", "lokr", "oft",
+    "llama_adapter", "full", "freeze", "progressive",
+]  # fmt: skip
+# Methods that add learned tokens in front of the input instead of changing weights.
+PROMPT_METHODS = ("prefix", "prompt", "ptuning")
 
 
 class _Section(BaseModel):
@@ -34,7 +42,11 @@ class ModelConfig(_Section):
 
 
 class DataConfig(_Section):
-    train: str = Field(..., description="Training file: JSONL, JSON, CSV, Parquet or a datasets directory.")
+    train: str = Field(
+        ...,
+        description="Training file (JSONL, JSON, CSV, Parquet, datasets directory) or a registered "
+        "dataset NAME@VERSION (NAME alone: the latest version; see `tunery data add`).",
+    )
     validation: str | None = Field(
         None, description="Validation file; if absent, `validation_split` of train."
     )
@@ -52,6 +64,73 @@ class LoraConfig(_Section):
     dropout: float = Field(0.05, ge=0.0, lt=1.0)
     target_modules: str | list[str] = Field(
         "all-linear", description="'all-linear' (every linear layer but the head) or a list of module names."
+    )
+    use_rslora: bool = Field(False, description="rsLoRA: scale by alpha / sqrt(r), steadier at high ranks.")
+    use_dora: bool = Field(False, description="DoRA: learn each weight's magnitude apart from its direction.")
+    init: Literal["default", "gaussian", "pissa", "olora"] = Field(
+        "default",
+        description="Initialisation of A and B; pissa and olora start from the weights' own SVD/QR.",
+    )
+    rank_pattern: dict[str, int] = Field(
+        default_factory=dict, description="Per-module rank by name pattern, e.g. {'down_proj': 16}."
+    )
+    alpha_pattern: dict[str, float] = Field(
+        default_factory=dict, description="Per-module alpha by name pattern."
+    )
+    modules_to_save: list[str] | None = Field(
+        None, description="Modules trained in full beside the adapter and saved with it, e.g. ['lm_head']."
+    )
+
+
+class QloraConfig(_Section):
+    bits: Literal[4, 8] = Field(4, description="4: NF4/FP4 base weights; 8: LLM.int8 base weights.")
+    quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type; NF4 suits normal weights.")
+    double_quant: bool = Field(
+        True, description="Quantise the quantisation constants too (~0.4 bit/param saved)."
+    )
+    paged_optimizer: bool = Field(
+        False, description="Paged 8-bit AdamW (CUDA only): optimiser state spills to CPU memory on spikes."
+    )
+
+
+class AdaloraConfig(_Section):
+    init_r: int = Field(12, ge=1, description="Starting rank; AdaLoRA prunes towards lora.r on average.")
+    warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="Share of steps before ranks are pruned.")
+    final_ratio: float = Field(0.2, ge=0.0, lt=1.0, description="Share of steps at the end with ranks fixed.")
+
+
+class PromptConfig(_Section):
+    """Prompt-learning methods: prefix, prompt, ptuning, llama_adapter."""
+
+    virtual_tokens: int = Field(16, ge=1, description="Learned tokens (prefix length / soft-prompt length).")
+    init_text: str | None = Field(
+        None, description="prompt method: start the soft prompt from this text's embeddings."
+    )
+    encoder_hidden_size: int = Field(128, ge=1, description="ptuning: hidden size of the prompt encoder MLP.")
+    adapter_layers: int = Field(2, ge=1, description="llama_adapter: top layers that get adaption prompts.")
+
+
+class FreezeConfig(_Section):
+    """Which weights train in `freeze` and `progressive`; everything else stays frozen."""
+
+    top_layers: int | None = Field(2, ge=0, description="Train the top N transformer layers.")
+    modules: list[str] = Field(
+        default_factory=list,
+        description="Also train parameters whose name contains one of these, e.g. ['lm_head'].",
+    )
+    group_layers: int = Field(1, ge=1, description="progressive: layers unfrozen together as one group.")
+    unfreeze_every: int = Field(
+        10, ge=1, description="progressive: unfreeze the next group every K steps/epochs."
+    )
+    unit: Literal["steps", "epochs"] = Field("steps", description="progressive: what unfreeze_every counts.")
+    lr_decay: float | None = Field(
+        None, gt=0, le=1, description="progressive: each lower group's LR is the group above's times this."
+    )
+
+
+class ClassificationConfig(_Section):
+    class_weights: Literal["none", "balanced"] = Field(
+        "none", description="balanced: weigh each class's loss by n / (classes * count) against imbalance."
     )
 
 
@@ -80,6 +159,14 @@ class TrainConfig(_Section):
     early_stopping_patience: int | None = Field(
         None, ge=1, description="Stop when validation loss has not improved for this many evaluations."
     )
+    overfitting_patience: int = Field(
+        2,
+        ge=1,
+        description="Warn when validation loss rose this many evaluations in a row as training loss fell.",
+    )
+    load_best: bool = Field(
+        False, description="Keep the adapter of the lowest validation loss as the final one, not the last."
+    )
     gradient_checkpointing: bool = Field(False, description="Trade compute for memory; off unless needed.")
     log_every: int = Field(1, ge=1)
     threads: int | None = Field(None, ge=1, description="CPU threads (default: the cores available).")
@@ -88,8 +175,16 @@ class TrainConfig(_Section):
 class TuneryConfig(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig
-    method: Literal["lora"] = Field("lora", description="Fine-tuning method.")
+    task: Literal["sft", "classification", "seq2seq"] = Field(
+        "sft", description="sft: causal LM on chat/completion/text; classification; seq2seq (T5/BART)."
+    )
+    method: Method = Field("lora", description="Fine-tuning method; `tunery methods` lists them.")
     lora: LoraConfig = Field(default_factory=LoraConfig)
+    qlora: QloraConfig = Field(default_factory=QloraConfig)
+    adalora: AdaloraConfig = Field(default_factory=AdaloraConfig)
+    prompt: PromptConfig = Field(default_factory=PromptConfig)
+    freeze: FreezeConfig = Field(default_factory=FreezeConfig)
+    classification: ClassificationConfig = Field(default_factory=ClassificationConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     output_dir: str = Field("runs", description="Runs are written to output_dir/run_name.")
     run_name: str | None = Field(None, description="Default: <model>-<method>-<timestamp>.")
@@ -98,6 +193,38 @@ class TuneryConfig(_Section):
     @classmethod
     def _model_may_be_a_name(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _method_fits_task(self) -> TuneryConfig:
+        if self.train.batching == "packed" and (self.task != "sft" or self.method in PROMPT_METHODS):
+            raise ValueError(
+                f"train.batching=packed works only for task=sft with weight-space methods "
+                f"(not task={self.task}, method={self.method}); use train.batching=grouped"
+            )
+        if self.method == "llama_adapter" and self.task != "sft":
+            raise ValueError("method=llama_adapter works only for task=sft (decoder models)")
+        return self
+
+
+# Names other fine-tuning tools use for our keys, so a migrating user is pointed to ours.
+ALIASES = {
+    "learning_rate": "lr",
+    "num_train_epochs": "epochs",
+    "num_epochs": "epochs",
+    "per_device_train_batch_size": "batch_size",
+    "micro_batch_size": "batch_size",
+    "gradient_accumulation_steps": "grad_accum",
+    "lr_scheduler_type": "scheduler",
+    "lr_scheduler": "scheduler",
+    "warmup": "warmup_ratio",
+    "rank": "r",
+    "lora_r": "r",
+    "lora_alpha": "alpha",
+    "lora_dropout": "dropout",
+    "cutoff_len": "max_length",
+    "sequence_len": "max_length",
+    "max_seq_length": "max_length",
+}
 
 
 class ConfigError(ValueError):
@@ -166,7 +293,9 @@ def _explain(err: ValidationError) -> str:
     for problem in err.errors():
         loc = [str(part) for part in problem["loc"]]
         key = ".".join(loc)
-        if problem["type"] == "extra_forbidden":
+        if not loc:  # a check across sections (model_validator): its message says it all
+            lines.append(problem["msg"].removeprefix("Value error, "))
+        elif problem["type"] == "extra_forbidden":
             lines.append(f"unknown key '{key}'{_suggestion(loc)}")
         elif problem["type"] == "missing":
             lines.append(f"missing key '{key}'")
@@ -183,7 +312,11 @@ def _suggestion(loc: list[str]) -> str:
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return ""
         section = annotation
-    close = difflib.get_close_matches(loc[-1], list(section.model_fields), n=1, cutoff=0.5)
+    fields = list(section.model_fields)
+    known = {name: name for name in fields} | {
+        alias: name for alias, name in ALIASES.items() if name in fields
+    }
+    close = difflib.get_close_matches(loc[-1], list(known), n=1, cutoff=0.6)
     if not close:
-        return f"; valid keys: {', '.join(section.model_fields)}"
-    return f"; did you mean '{'.'.join([*loc[:-1], close[0]])}'?"
+        return f"; valid keys: {', '.join(fields)}"
+    return f"; did you mean '{'.'.join([*loc[:-1], known[close[0]]])}'?"

@@ -9,36 +9,60 @@ from __future__ import annotations
 from pathlib import Path
 
 from tunery.data.tokenize import ensure_chat_template
-from tunery.models import load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model, set_threads
+from tunery.methods import get_method
+from tunery.methods.weights import WEIGHTS_FILE, load_trained_model
+from tunery.models import load_tokenizer, pick_device, pick_dtype, resolve_model, set_threads
 from tunery.run import Run
+from tunery.tasks import get_task
+from tunery.tasks.classification import read_labels
 
 
-def load_run_model(run_path: str | Path, device: str = "auto"):
-    """(PeftModel in eval mode, tokenizer) for a run; the base model is one `disable_adapter()` away."""
-    from peft import PeftModel
+def load_run_model(run_path: str | Path, device: str = "auto", quantized: bool = True):
+    """(model in eval mode, tokenizer) for a run of any method and task.
 
+    PEFT methods give a PeftModel; full/freeze/progressive give the base model with the
+    trained tensors. Either way the base model is one `with model.disable_adapter():` away.
+    qlora runs load their base in 4/8 bits as trained, unless `quantized=False` (merging).
+    """
     run = Run.open(run_path)
-    if not (run.adapter_dir / "adapter_config.json").exists():
+    adapter = run.adapter_dir
+    trained_weights = (adapter / WEIGHTS_FILE).exists()
+    if not (trained_weights or (adapter / "adapter_config.json").exists()):
         raise FileNotFoundError(f"{run.path} has no trained adapter yet (status: {run.record['status']})")
     config = run.config
     set_threads(config.train.threads)
     target = pick_device(device if device != "auto" else config.model.device)
-    base, _ = load_causal_lm(
-        resolve_model(config.model.name),
-        target,
-        pick_dtype(config.model.dtype, target),
-        config.model.attn_implementation,
-    )
-    tokenizer = load_tokenizer(str(run.adapter_dir))
-    ensure_chat_template(tokenizer)
-    model = PeftModel.from_pretrained(base, run.adapter_dir)
-    return model.eval(), tokenizer
+    method, task = get_method(config.method), get_task(config.task)
+    load_kwargs = {}
+    if quantized and hasattr(method, "load_kwargs"):
+        method.check(config, target)
+        load_kwargs = method.load_kwargs(config, target)
+    labels = read_labels(adapter) if config.task == "classification" else None
+    dtype = pick_dtype(config.model.dtype, target)
+    base = task.load_model(resolve_model(config.model.name), target, dtype, config, labels, **load_kwargs)
+    tokenizer = load_tokenizer(str(adapter))
+    if config.task != "classification":
+        ensure_chat_template(tokenizer)
+    if trained_weights:
+        return load_trained_model(base, adapter).eval(), tokenizer
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(base, adapter).eval(), tokenizer
 
 
 def generate(
-    model, tokenizer, conversations: list[list[dict]], max_new_tokens: int = 128, batch_size: int = 16
+    model,
+    tokenizer,
+    conversations: list[list[dict]],
+    max_new_tokens: int = 128,
+    batch_size: int = 16,
+    skip_special_tokens: bool = True,
+    sampling: dict | None = None,
 ) -> list[str]:
-    """Greedy answers to each conversation's next assistant turn, batched with left padding."""
+    """Greedy answers to each conversation's next assistant turn, batched with left padding.
+
+    `sampling` (e.g. {"temperature": 0.7, "top_p": 0.9}) samples instead; seed torch first to repeat it.
+    """
     import torch
 
     prompts = [
@@ -57,10 +81,12 @@ def generate(
             output = model.generate(
                 **batch,
                 max_new_tokens=max_new_tokens,
-                do_sample=False,
+                **({"do_sample": True, **sampling} if sampling else {"do_sample": False}),
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id,
             )
-        new_tokens = output[:, batch["input_ids"].shape[1] :]
-        answers.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+        # A decoder-only model returns prompt + answer; an encoder-decoder only the answer.
+        encoder_decoder = getattr(model.config, "is_encoder_decoder", False)
+        new_tokens = output if encoder_decoder else output[:, batch["input_ids"].shape[1] :]
+        answers.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=skip_special_tokens))
     return [answer.strip() for answer in answers]

@@ -12,14 +12,27 @@ import tempfile
 from pathlib import Path
 
 from tunery.inference import load_run_model
+from tunery.methods import get_method, is_peft
+from tunery.run import Run
+
+
+class CannotMerge(ValueError):
+    """The run's method has no weights to fold into the base model (prefix, prompt, ...)."""
 
 
 def merge_run(run_path: str | Path, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} exists and is not empty; choose a new folder")
-    model, tokenizer = load_run_model(run_path, device="cpu")
-    merged = model.merge_and_unload()
+    method = Run.open(run_path).config.method
+    if not get_method(method).MERGEABLE:
+        raise CannotMerge(
+            f"method={method} adds learned tokens or prompts at run time instead of changing weights, so there "
+            f"is nothing to fold into the base model; use the run directly (tunery chat/eval {run_path})"
+        )
+    # qlora: merge into the full-precision base; folding into 4-bit weights would round the update away.
+    model, tokenizer = load_run_model(run_path, device="cpu", quantized=False)
+    merged = model.merge_and_unload() if is_peft(model) else model
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:

@@ -146,8 +146,8 @@ def pick_device(requested: str = "auto") -> torch.device:
 
 
 def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
-    """auto: bf16 on GPUs that support it, else fp32. Low precision on a CPU without native
-    bf16 (AMX / avx512_bf16) is emulated and runs tens of times slower, so it is refused."""
+    """auto: bf16 on GPUs that support it, else fp32. Low precision on a CPU that only
+    emulates it runs tens of times slower, so there it is refused."""
     import torch
 
     if requested == "auto":
@@ -155,21 +155,33 @@ def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
             return torch.bfloat16
         return torch.float32
     dtype = getattr(torch, requested)
-    if device.type == "cpu" and dtype != torch.float32 and not cpu_has_native_bf16():
+    if device.type == "cpu" and dtype != torch.float32 and cpu_low_precision_is_slow(dtype):
         raise ValueError(
-            f"model.dtype={requested} on this CPU (no AMX or avx512_bf16) is emulated and runs tens of times "
-            "slower than float32; set model.dtype=auto or float32"
+            f"model.dtype={requested} on this CPU is emulated (a {requested} matrix product measured slower than "
+            "float32); set model.dtype=auto or float32"
         )
     return dtype
 
 
-@lru_cache(maxsize=1)
-def cpu_has_native_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+def cpu_low_precision_is_slow(dtype: torch.dtype) -> bool:
+    """Measure rather than read CPU flags: whether bf16/fp16 kernels are native depends on the
+    CPU (AMX, avx512_bf16) and on the torch build. A few milliseconds, once per dtype."""
+    return _matmul_seconds(str(dtype).removeprefix("torch.")) > 2 * _matmul_seconds("float32")
+
+
+@lru_cache(maxsize=4)
+def _matmul_seconds(dtype_name: str, size: int = 256, repeats: int = 5) -> float:
+    import time
+
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    a @ b  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return (time.perf_counter() - start) / repeats
 
 
 def set_threads(threads: int | None) -> int:

@@ -32,6 +32,7 @@ RECORD_DEFAULTS: dict[str, Any] = {
     "data": {},
     "versions": {},
     "error": None,
+    "warnings": [],  # {step, kind, message}: things a person should look at, e.g. overfitting
 }
 RUN_FILES = (
     "config.yaml",

@@ -10,13 +10,15 @@ clear message and exit code 2, never a traceback; TUNERY_DEBUG=1 shows it anyway
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import warnings
 
 import typer
 from rich.console import Console
 
-from tunery.cli import data, train, use
+from tunery.cli import data, methods, report, train, use
 
 app = typer.Typer(
     help="Fine-tune LLMs on your own data.",
@@ -26,7 +28,8 @@ app = typer.Typer(
 )
 app.add_typer(data.app, name="data")
 app.command("train")(train.train)
-for command in use.COMMANDS:
+app.command("methods")(methods.methods)
+for command in (*use.COMMANDS, *report.COMMANDS):
     app.command()(command)
 
 err_console = Console(stderr=True)
@@ -38,10 +41,13 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from tunery.data.prepare import DataError
     from tunery.data.tokenize import TemplateError
     from tunery.data.types import DataFileError
+    from tunery.merge import CannotMerge
+    from tunery.methods import MethodUnavailable
     from tunery.models import ModelNotFoundError
 
     errors: list[type[BaseException]] = [
-        ConfigError, DataFileError, DataError, ModelNotFoundError, TemplateError, FileNotFoundError, FileExistsError
+        ConfigError, DataFileError, DataError, ModelNotFoundError, TemplateError, FileNotFoundError, FileExistsError,
+        CannotMerge, MethodUnavailable,
     ]  # fmt: skip
     if "tunery.training.recipe" in sys.modules:  # only importable with torch; loaded if training ran
         from tunery.training.recipe import TrainingDiverged
@@ -50,7 +56,16 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def quiet_libraries() -> None:
+    """Keep the terminal for our own output: no loading bars, no warnings meant for library authors."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' loading bars follow it
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)  # optional CPU kernel package
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*torch.jit.script_method.*", category=DeprecationWarning)
+
+
 def main() -> None:
+    quiet_libraries()
     try:
         app()
     except Exception as err:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -20,33 +22,89 @@ def eval(  # noqa: A001 - the command is called eval
     base: Annotated[bool, typer.Option(help="Also evaluate the base model, side by side.")] = True,
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N examples.")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per answer.")] = 64,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the evaluation as JSON.")] = False,
+    check: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Format check of answers, repeatable: json, regex:PATTERN, labels:A,B, max_chars:N."
+        ),
+    ] = None,
+    temperature: Annotated[
+        float | None, typer.Option(help="Sample at this temperature (default: greedy decoding).")
+    ] = None,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling share, with --temperature.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed for sampling.")] = 0,
+    name: Annotated[
+        str | None, typer.Option(help="Results folder eval/NAME (default: the data file's stem).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the evaluation summary as JSON.")] = False,
 ) -> None:
-    """Evaluate a run (and its base model): loss, perplexity, exact match of generated answers."""
+    """Evaluate a run and its base model: loss, perplexity, generation scores, format checks, forgetting.
+
+    Writes RUN/eval/NAME/metrics.json and examples.jsonl (prompt, reference, base and tuned output, scores).
+    """
+    from tunery.evaluate.checks import CheckError, parse_check
+
+    try:
+        checks = [parse_check(text) for text in check or []]
+    except CheckError as err:
+        raise typer.BadParameter(str(err), param_hint="--check") from None
     from tunery.evaluate import evaluate_run
 
-    evaluation = evaluate_run(run, data, with_base=base, limit=limit, max_new_tokens=max_new_tokens)
-    if as_json:
-        typer.echo(json.dumps(evaluation.to_dict(), indent=2))
+    evaluation = evaluate_run(
+        run, data, with_base=base, limit=limit, max_new_tokens=max_new_tokens, checks=checks,
+        temperature=temperature, top_p=top_p, seed=seed, name=name,
+    )  # fmt: skip
+    if isinstance(evaluation, dict):  # a classification run: accuracy, F1, confusion matrix
+        typer.echo(json.dumps(evaluation, indent=2) if as_json else _classification_text(evaluation))
         return
-    table = Table(title=f"{evaluation.data} ({evaluation.examples} examples)")
-    for column in ("model", "loss", "perplexity", "exact match"):
-        table.add_column(column, justify="right" if column != "model" else "left")
-    rows = (
-        [("base", evaluation.base), ("tuned", evaluation.tuned)]
-        if evaluation.base
-        else [("tuned", evaluation.tuned)]
-    )
-    for name, scores in rows:
-        match = "-" if scores.exact_match is None else f"{scores.exact_match:.1%}"
-        table.add_row(name, f"{scores.loss:.4f}", f"{scores.perplexity:.2f}", match)
-    console.print(table)
+    if as_json:
+        typer.echo(json.dumps(evaluation.summary(), indent=2))
+        return
+    console.print(scores_table(evaluation))
+    change = evaluation.forgetting.get("change_percent")
+    if change is not None:
+        console.print(f"forgetting check: general-text perplexity {change:+.1f}% after tuning")
     for sample in evaluation.samples[:3]:
         console.print(f"[dim]prompt[/]    {sample['prompt']}", highlight=False)
         if sample["base"] is not None:
             console.print(f"[dim]base[/]      {sample['base']}", highlight=False)
         console.print(f"[dim]tuned[/]     {sample['tuned']}", highlight=False)
         console.print(f"[dim]reference[/] {sample['reference']}\n", highlight=False)
+    console.print(f"[dim]per-example results: {Path(run) / 'eval' / evaluation.name}[/]")
+
+
+def scores_table(evaluation) -> Table:
+    """Metrics down, base and tuned across."""
+    table = Table(title=f"{evaluation.data} ({evaluation.examples} examples)")
+    models = (
+        [("base", evaluation.base), ("tuned", evaluation.tuned)]
+        if evaluation.base
+        else [("tuned", evaluation.tuned)]
+    )
+    table.add_column("metric")
+    for model, _ in models:
+        table.add_column(model, justify="right")
+    tuned = asdict(evaluation.tuned)
+    for metric, value in tuned.items():
+        if metric == "formats" or value is None:
+            continue
+        table.add_row(metric, *(_number(getattr(scores, metric)) for _, scores in models))
+    for check in tuned["formats"]:
+        table.add_row(f"format {check}", *(f"{scores.formats[check]:.1%}" for _, scores in models))
+    return table
+
+
+def _classification_text(summary: dict) -> str:
+    scores = summary["classification"]
+    lines = [f"{summary['data']} ({summary['examples']} examples)"]
+    lines += [f"{name:>9}: {summary['tuned'][name]:.4f}" for name in ("accuracy", "macro_f1", "micro_f1")]
+    lines += ["confusion (rows true, columns predicted): " + " ".join(scores["labels"])]
+    lines += [f"{label:>12} {row}" for label, row in zip(scores["labels"], scores["confusion"], strict=True)]
+    return "\n".join(lines)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
 
 
 def chat(

@@ -70,11 +70,15 @@ def split_examples(examples: list[Example], share: float, seed: int) -> tuple[li
 
 
 def prepare_data(data_config, tokenizer, seed: int) -> PreparedData:
-    train_file = load_checked(data_config.train, data_config.format)
-    sources = {"train": _source(train_file)}
+    from tunery.data.registry import resolve_data_path
+
+    train_path, train_dataset = resolve_data_path(data_config.train)
+    train_file = load_checked(train_path, data_config.format)
+    sources = {"train": _source(train_file, train_dataset)}
     if data_config.validation:
-        valid_file = load_checked(data_config.validation, data_config.format)
-        sources["validation"] = _source(valid_file)
+        valid_path, valid_dataset = resolve_data_path(data_config.validation)
+        valid_file = load_checked(valid_path, data_config.format)
+        sources["validation"] = _source(valid_file, valid_dataset)
         train_examples, valid_examples = train_file.examples, valid_file.examples
     else:
         train_examples, valid_examples = split_examples(
@@ -93,8 +97,10 @@ def prepare_data(data_config, tokenizer, seed: int) -> PreparedData:
     return PreparedData(train, validation if validation and validation.examples else None, sources)
 
 
-def _source(loaded: LoadedData) -> dict:
+def _source(loaded: LoadedData, dataset: str | None = None) -> dict:
+    """Where rows came from; `dataset` is the registered `name@version` when the config named one."""
     return {
+        **({"dataset": dataset} if dataset else {}),
         "path": loaded.path,
         "format": loaded.format,
         "content_hash": loaded.content_hash,

@@ -1,7 +1,7 @@
 """Checkpoints you can trust: written aside, verified, then renamed into place.
 
 A checkpoint is a folder `checkpoints/step-NNNNNN/` holding the trainable
-weights, optimizer and scheduler state, the loop position (`state.json`) and the
+weights (a PEFT adapter, or `trainable.safetensors` for full/freeze/progressive), optimizer and scheduler state, the loop position (`state.json`) and the
 random-number state (`rng.pt`). Everything loads with `torch.load(weights_only=True)`
 or as JSON. The folder is first written as `.tmp-step-NNNNNN`, closed with a
 `COMPLETE` manifest of file sizes and sha256 digests, then renamed: a process
@@ -48,7 +48,9 @@ def save_checkpoint(folder: Path, step: int, model, optimizer, scheduler, state:
 
 
 def write_checkpoint_files(target: Path, model, optimizer, scheduler, state: dict) -> None:
-    model.save_pretrained(target)
+    from tunery.methods.weights import save_weights
+
+    save_weights(model, target)
     torch.save(optimizer.state_dict(), target / "optimizer.pt")
     torch.save(scheduler.state_dict(), target / "scheduler.pt")
     torch.save(_rng_state(), target / "rng.pt")
@@ -111,13 +113,12 @@ def prune_checkpoints(folder: Path, keep: int, protect: set | None = None) -> No
 
 def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
     """Restore weights, optimizer, scheduler and RNG in place; return the loop state."""
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
+    from tunery.methods.weights import load_weights
 
-    weights = path / "adapter_model.safetensors"
-    if not weights.exists():
-        raise CheckpointError(f"{path} has no adapter_model.safetensors")
-    set_peft_model_state_dict(model, load_file(weights, device=str(next(model.parameters()).device)))
+    try:
+        load_weights(model, path)
+    except FileNotFoundError as err:
+        raise CheckpointError(str(err)) from None
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
     _set_rng_state(torch.load(path / "rng.pt", weights_only=True))

