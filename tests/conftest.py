@@ -62,6 +62,24 @@ def build_tiny_llama(vocab_size: int, seed: int = 0):
 
 
 @pytest.fixture(scope="session")
+def tunery_home(tmp_path_factory) -> Path:
+    """A TUNERY_HOME for the test session; converted real models are shared with the user's cache
+    (converting SmolLM2 takes ~20 s), everything else (tokenisation cache, datasets) stays here."""
+    from tunery.models import tunery_home as real_home
+
+    home = tmp_path_factory.mktemp("tunery-home")
+    models = real_home() / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    (home / "models").symlink_to(models, target_is_directory=True)
+    return home
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tunery_home, monkeypatch):
+    monkeypatch.setenv("TUNERY_HOME", str(tunery_home))
+
+
+@pytest.fixture(scope="session")
 def tiny_tokenizer():
     return build_tiny_tokenizer()
 

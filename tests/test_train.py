@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 import tunery
-from tunery.run import RUN_FILES
+from tunery.run import run_files
 from tunery.training.checkpoint import complete_checkpoints, latest_checkpoint
 from tunery.training.recipe import TrainingDiverged
 
@@ -35,7 +35,7 @@ def adapter_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 def test_a_run_writes_its_fixed_file_set_and_the_loss_falls(tiny_model_dir, chat_files, tmp_path):
     run = tunery.train(config_for(tiny_model_dir, chat_files, tmp_path, epochs=4), quiet=True)
-    for name in RUN_FILES:
+    for name in run_files("lora"):
         assert (run.path / name).is_file(), name
     record = run.record
     assert record["status"] == "completed"

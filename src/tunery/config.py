@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 # Every method name `method:` accepts; each is a module in tunery/methods/.
 Method = Literal[
-    "lora", "qlora", "adalora", "ia3", "prefix", "prompt", "ptuning", "loha", "lokr", "oft",
+    "lora", "dora", "qlora", "adalora", "ia3", "prefix", "prompt", "ptuning", "loha", "lokr", "oft",
     "llama_adapter", "full", "freeze", "progressive",
 ]  # fmt: skip
 # Methods that add learned tokens in front of the input instead of changing weights.
@@ -142,6 +142,13 @@ class TrainConfig(_Section):
     batching: Literal["grouped", "packed"] = Field(
         "grouped",
         description="grouped: batches of similar length (least padding on CPU); packed: padding-free rows.",
+    )
+    max_batch_tokens: int | None = Field(
+        1024,
+        ge=1,
+        description="Split a micro-batch into forward passes of at most this many tokens (padding "
+        "included); gradients add up to the same step. Bounds activation memory (~4 MB/token for "
+        "SmolLM2 LoRA in fp32) at no cost in speed once a pass fills the matrix units. None: no split.",
     )
     lr: float = Field(2e-4, gt=0, description="Peak learning rate.")
     scheduler: Literal["linear", "cosine", "constant"] = "cosine"

@@ -39,11 +39,20 @@ RUN_FILES = (
     "run.json",
     "metrics.jsonl",
     "train.log",
-    "adapter/adapter_config.json",
-    "adapter/adapter_model.safetensors",
     "adapter/tokenizer.json",
     "adapter/tokenizer_config.json",
 )
+
+
+def run_files(method: str) -> tuple[str, ...]:
+    """The files every finished run of `method` has: PEFT adapters, or the tensors that trained."""
+    from tunery.methods import OWN_WEIGHT_METHODS
+
+    if method in OWN_WEIGHT_METHODS:
+        weights = ("adapter/trainable.json", "adapter/trainable.safetensors")
+    else:
+        weights = ("adapter/adapter_config.json", "adapter/adapter_model.safetensors")
+    return RUN_FILES + weights
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -118,6 +127,16 @@ class Run:
         record = {**self.record, **fields}
         write_atomic(self.path / "run.json", json.dumps(record, indent=2, default=str))
         return record
+
+    def pin_datasets(self, sources: dict) -> None:
+        """Write the exact dataset versions trained on into config.yaml, so re-running it uses the same rows."""
+        file = self.path / "config.yaml"
+        config = yaml.safe_load(file.read_text(encoding="utf-8"))
+        pinned = {role: source["dataset"] for role, source in sources.items() if source.get("dataset")}
+        if all(config["data"].get(role) == dataset for role, dataset in pinned.items()):
+            return
+        config["data"].update(pinned)
+        write_atomic(file, yaml.safe_dump(config, sort_keys=False))
 
     def log_metrics(self, **values: Any) -> None:
         with (self.path / "metrics.jsonl").open("a", encoding="utf-8") as handle:

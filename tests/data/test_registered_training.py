@@ -52,3 +52,11 @@ def test_a_run_records_the_version_and_its_record_prepares_the_same_rows_again(
     again = prepare_data(rerun.data, tiny_tokenizer, seed=rerun.train.seed).summary()
     assert again["sources"] == recorded["data"]["sources"]
     assert again["train"] == recorded["data"]["train"]
+
+
+def test_a_run_on_a_plain_name_pins_the_version_in_its_config(store, tmp_path, tiny_model_dir):
+    register_two_versions(store, tmp_path)
+    run = tunery.train(config(tmp_path, str(tiny_model_dir), "orders") | {"run_name": "b"}, quiet=True)
+    assert run.config.data.train == "orders@2"
+    store.add("orders", write_jsonl(tmp_path / "orders.jsonl", chat_rows(30)))  # a version 3 arrives later
+    assert load_config(run.path / "config.yaml").data.train == "orders@2"

@@ -18,11 +18,13 @@ from tests.conftest import chat_rows, write_jsonl
 from tunery.inference import load_run_model
 from tunery.merge import CannotMerge, merge_run
 from tunery.methods import METHODS, apply_method, get_method
+from tunery.run import run_files
 
 # (case id, config overrides): every method once, and LoRA's options.
 CASES = [
     ("lora", {"method": "lora"}),
     ("lora-rslora-dora", {"method": "lora", "lora": {"use_rslora": True, "use_dora": True}}),
+    ("dora", {"method": "dora"}),
     ("lora-gaussian", {"method": "lora", "lora": {"init": "gaussian"}}),
     ("lora-pissa", {"method": "lora", "lora": {"init": "pissa"}}),
     ("lora-olora", {"method": "lora", "lora": {"init": "olora"}}),
@@ -99,6 +101,8 @@ def test_method(case, overrides, tiny_model_dir, data_files, tmp_path, monkeypat
 
     losses = [row["loss"] for row in run.history() if "loss" in row]
     assert len(losses) == 3 and all(math.isfinite(x) for x in losses)
+    missing = [name for name in run_files(overrides["method"]) if not (run.path / name).is_file()]
+    assert not missing, f"run is missing {missing}"
 
     after = dict(spy.model.named_parameters())
     trained = {n for n, p in after.items() if p.requires_grad}

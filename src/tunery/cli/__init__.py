@@ -18,7 +18,7 @@ import warnings
 import typer
 from rich.console import Console
 
-from tunery.cli import data, methods, report, train, use
+from tunery.cli import data, methods, report, service, train, use
 
 app = typer.Typer(
     help="Fine-tune LLMs on your own data.",
@@ -29,6 +29,9 @@ app = typer.Typer(
 app.add_typer(data.app, name="data")
 app.command("train")(train.train)
 app.command("methods")(methods.methods)
+app.command("serve")(service.serve)
+app.command("worker")(service.worker)
+app.add_typer(service.keys, name="keys")
 for command in (*use.COMMANDS, *report.COMMANDS):
     app.command()(command)
 

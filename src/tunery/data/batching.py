@@ -75,6 +75,29 @@ def collate_packed(examples: Sequence[Encoded]) -> dict:
     return {"input_ids": as_row(input_ids), "position_ids": as_row(position_ids), "labels": as_row(labels)}
 
 
+def split_by_tokens(
+    examples: Sequence[Encoded], max_tokens: int | None, strategy: str
+) -> list[list[Encoded]]:
+    """Consecutive pieces of a batch whose collated size (padding included) stays within max_tokens.
+
+    A piece always holds at least one example, however long. The loop sums the
+    pieces' gradients and divides by the whole step's supervised tokens, so the
+    update is the same as one pass over the batch, with a fraction of the memory.
+    """
+    if max_tokens is None:
+        return [list(examples)]
+    pieces: list[list[Encoded]] = [[]]
+    for example in examples:
+        piece = [*pieces[-1], example]
+        lengths = [len(e.input_ids) for e in piece]
+        size = sum(lengths) if strategy == "packed" else len(piece) * max(lengths)
+        if pieces[-1] and size > max_tokens:
+            pieces.append([example])
+        else:
+            pieces[-1] = piece
+    return pieces
+
+
 def collate(examples: Sequence[Encoded], strategy: str, pad_id: int) -> dict:
     return collate_packed(examples) if strategy == "packed" else collate_padded(examples, pad_id)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from tunery.data.tokenize import EncodedData, encode_examples
+from tunery.data.tokenize import EncodedData, encode_examples_cached
 from tunery.data.types import Example, LoadedData
 
 SHOWN_ERRORS = 10
@@ -69,24 +69,32 @@ def split_examples(examples: list[Example], share: float, seed: int) -> tuple[li
     return train, valid
 
 
-def prepare_data(data_config, tokenizer, seed: int) -> PreparedData:
+def load_split(data_config, seed: int, fmt: str | None = None) -> tuple[list[Example], list[Example], dict]:
+    """Train and validation examples from files or registered datasets, and where they came from.
+
+    Without a validation file, `validation_split` of train is held out by `seed`.
+    """
     from tunery.data.registry import resolve_data_path
 
+    fmt = fmt or data_config.format
     train_path, train_dataset = resolve_data_path(data_config.train)
-    train_file = load_checked(train_path, data_config.format)
+    train_file = load_checked(train_path, fmt)
     sources = {"train": _source(train_file, train_dataset)}
-    if data_config.validation:
-        valid_path, valid_dataset = resolve_data_path(data_config.validation)
-        valid_file = load_checked(valid_path, data_config.format)
-        sources["validation"] = _source(valid_file, valid_dataset)
-        train_examples, valid_examples = train_file.examples, valid_file.examples
-    else:
-        train_examples, valid_examples = split_examples(
-            train_file.examples, data_config.validation_split, seed
-        )
+    if not data_config.validation:
+        train, valid = split_examples(train_file.examples, data_config.validation_split, seed)
+        return train, valid, sources
+    valid_path, valid_dataset = resolve_data_path(data_config.validation)
+    valid_file = load_checked(valid_path, fmt)
+    sources["validation"] = _source(valid_file, valid_dataset)
+    return train_file.examples, valid_file.examples, sources
+
+
+def prepare_data(data_config, tokenizer, seed: int) -> PreparedData:
+    train_examples, valid_examples, sources = load_split(data_config, seed)
 
     def encode(examples: list[Example]) -> EncodedData:
-        return encode_examples(examples, tokenizer, data_config.max_length, data_config.train_on)
+        # Cached on disk by data, tokenizer, template and settings: a rerun starts training at once.
+        return encode_examples_cached(examples, tokenizer, data_config.max_length, data_config.train_on)
 
     train = encode(train_examples)
     if not train.examples:

@@ -9,15 +9,28 @@ any template that renders earlier turns the same way as the conversation grows;
 Hugging Face's `{% generation %}` markers would need templates few models ship.
 
     encoded = encode_examples(examples, tokenizer, max_length=1024, train_on="assistant")
+    encoded = encode_examples_cached(examples, tokenizer, 1024, "assistant")  # second call: from disk
+
+Tokenising is the largest part of start-up once the model is cached (the chat
+template renders each conversation three times to find the assistant spans), so
+`encode_examples_cached` keeps the result on disk, keyed by a hash of the
+examples, the tokenizer, its chat template and the encoding settings: change any
+of them and the key changes.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from tunery.data.types import Example, TokenCount
 
+ENCODING_VERSION = 1  # bump when encode_all changes what it produces: old cache entries stop matching
 IGNORE = -100  # label of a token that carries no loss (the value torch's cross-entropy skips)
 
 # Used when a model ships no chat template (base models): ChatML, the most common one.
@@ -151,6 +164,83 @@ def encode_examples(
         else:
             result.examples.append(encoded)
     return result
+
+
+def encode_examples_cached(
+    examples: Sequence[Example],
+    tokenizer,
+    max_length: int,
+    train_on: str = "assistant",
+    cache_dir: str | Path | None = None,
+) -> EncodedData:
+    """`encode_examples`, read from `cache_dir` (default $TUNERY_HOME/tokenized) when done before."""
+    key = encoding_key(examples, tokenizer, max_length, train_on)
+    folder = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
+    path = folder / f"{key}.json"
+    if path.exists():
+        try:
+            return _read_encoded(path)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # damaged entry: encode again and overwrite it
+    result = encode_examples(examples, tokenizer, max_length, train_on)
+    _write_encoded(result, path)
+    return result
+
+
+def encoding_key(examples: Sequence[Example], tokenizer, max_length: int, train_on: str) -> str:
+    """sha256 of everything the encoded result depends on: data, tokenizer, template, settings."""
+    digest = hashlib.sha256()
+    settings = [ENCODING_VERSION, max_length, train_on, tokenizer_fingerprint(tokenizer)]
+    digest.update(json.dumps(settings).encode())
+    for example in examples:
+        digest.update(json.dumps(asdict(example), ensure_ascii=False).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """Hash of the vocabulary, merges, normalisation, special tokens, BOS rule and chat template."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    parts = [
+        type(tokenizer).__name__,
+        backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True),
+        json.dumps(tokenizer.special_tokens_map, sort_keys=True, default=str),
+        str(getattr(tokenizer, "add_bos_token", None)),
+        str(tokenizer.bos_token_id),
+        tokenizer.chat_template
+        if isinstance(tokenizer.chat_template, str)
+        else json.dumps(tokenizer.chat_template),
+    ]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def _default_cache_dir() -> Path:
+    from tunery.models import tunery_home
+
+    return tunery_home() / "tokenized"
+
+
+def _write_encoded(result: EncodedData, path: Path) -> None:
+    """Write atomically: a run killed mid-write leaves no half file under the key."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "examples": [asdict(e) for e in result.examples],
+        "dropped_lines": result.dropped_lines,
+        "truncated_lines": result.truncated_lines,
+    }
+    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        json.dump(payload, out, separators=(",", ":"))
+    os.replace(tmp, path)
+
+
+def _read_encoded(path: Path) -> EncodedData:
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    return EncodedData(
+        examples=[Encoded(**row) for row in payload["examples"]],
+        dropped_lines=payload["dropped_lines"],
+        truncated_lines=payload["truncated_lines"],
+    )
 
 
 def _with_bos(tokenizer, ids: list[int]) -> list[int]:

@@ -29,10 +29,14 @@ from importlib import import_module
 from types import ModuleType
 
 METHODS = (
-    "lora", "qlora", "adalora", "ia3", "loha", "lokr", "oft",
+    "lora", "dora", "qlora", "adalora", "ia3", "loha", "lokr", "oft",
     "prefix", "prompt", "ptuning", "llama_adapter",
     "full", "freeze", "progressive",
 )  # fmt: skip
+
+
+# Methods that train the model's own tensors (saved as trainable.*), not a PEFT adapter.
+OWN_WEIGHT_METHODS = ("full", "freeze", "progressive")
 
 
 class MethodUnavailable(RuntimeError):

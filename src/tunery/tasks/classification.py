@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tunery.data.prepare import DataError, PreparedData, load_checked, split_examples
+from tunery.data.prepare import DataError, PreparedData, load_split
 from tunery.data.tokenize import Encoded, EncodedData
 
 LABELS_FILE = "labels.json"
@@ -47,14 +47,7 @@ def load_model(path: str, device, dtype, config, labels=None, **load_kwargs):
 
 def prepare(config, tokenizer) -> LabelledData:
     data = config.data
-    train_file = load_checked(data.train, "classification")
-    sources = {"train": {"path": train_file.path, "content_hash": train_file.content_hash}}
-    if data.validation:
-        valid_file = load_checked(data.validation, "classification")
-        sources["validation"] = {"path": valid_file.path, "content_hash": valid_file.content_hash}
-        train, valid = train_file.examples, valid_file.examples
-    else:
-        train, valid = split_examples(train_file.examples, data.validation_split, config.train.seed)
+    train, valid, sources = load_split(data, config.train.seed, fmt="classification")
     counts = Counter(str(e.label) for e in train)
     labels = sorted(counts)
     if len(labels) < 2:

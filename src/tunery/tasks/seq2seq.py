@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tunery.data.prepare import DataError, PreparedData, load_checked, split_examples
+from tunery.data.prepare import DataError, PreparedData, load_split
 from tunery.data.tokenize import IGNORE, Encoded, EncodedData
 from tunery.data.types import Example
 
@@ -23,14 +23,7 @@ def load_model(path: str, device, dtype, config, labels=None, **load_kwargs):
 
 def prepare(config, tokenizer) -> PreparedData:
     data = config.data
-    train_file = load_checked(data.train, data.format)
-    sources = {"train": {"path": train_file.path, "content_hash": train_file.content_hash}}
-    if data.validation:
-        valid_file = load_checked(data.validation, data.format)
-        sources["validation"] = {"path": valid_file.path, "content_hash": valid_file.content_hash}
-        train, valid = train_file.examples, valid_file.examples
-    else:
-        train, valid = split_examples(train_file.examples, data.validation_split, config.train.seed)
+    train, valid, sources = load_split(data, config.train.seed)
     encoded_train = encode(train, tokenizer, data.max_length)
     encoded_valid = encode(valid, tokenizer, data.max_length) if valid else None
     return PreparedData(encoded_train, encoded_valid, sources)

@@ -5,6 +5,15 @@ The language-model head is the widest matrix of a small model (SmolLM2:
 for every position; we run the model's body, keep the hidden states whose next
 token carries loss, and apply the head to those alone. On chat data, where most
 tokens are prompt, this saves most of the head's work and memory.
+
+When the head is frozen (LoRA and the other adapter methods; tied embeddings
+too), `frozen_head_cross_entropy` goes further: it walks the supervised
+positions in chunks, and for each chunk computes the logits, the loss and the
+gradient with respect to the hidden states (softmax - one-hot) @ W at once, then
+drops the logits. Backward is a multiplication. No [N, V] logits tensor outlives
+its chunk, so peak memory does not grow with the vocabulary, and no FLOP is
+spent twice. Written here rather than taken from Liger because Liger does not
+run on a CPU; on CUDA with Liger installed the idea is the same.
 """
 
 from __future__ import annotations
@@ -55,15 +64,67 @@ def summed_loss(model, batch: dict, parts=None) -> tuple[torch.Tensor, int]:
     targets = labels[:, 1:]
     keep = targets != IGNORE
     inputs = {k: v for k, v in batch.items() if k != "labels"}
+    if parts is not None or "position_ids" in inputs:
+        # No KV cache in training: with one, transformers skips reading packed rows' position ids
+        # as example boundaries, and packed examples would attend to each other.
+        inputs["use_cache"] = False
     if parts is None:
         # Prompt tuning returns logits for its virtual tokens too, in front: keep the last T.
         logits = model(**inputs).logits[:, -labels.shape[1] :][:, :-1][keep]
     else:
         body, head = parts
         hidden = body(**inputs).last_hidden_state[:, :-1]  # [B, T-1, H]
+        if _is_frozen_linear(head):
+            return frozen_head_cross_entropy(hidden[keep], head, targets[keep]), int(keep.sum())
         logits = head(hidden[keep])  # [N, V], N = supervised tokens
     loss = F.cross_entropy(logits.float(), targets[keep], reduction="sum")
     return loss, int(keep.sum())
+
+
+HEAD_CHUNK = 1024  # supervised positions per chunk: [1024, 49152] fp32 logits are 200 MB
+
+
+def _is_frozen_linear(head) -> bool:
+    return (
+        type(head) is torch.nn.Linear
+        and not head.weight.requires_grad
+        and (head.bias is None or not head.bias.requires_grad)
+    )
+
+
+def frozen_head_cross_entropy(
+    hidden: torch.Tensor, head: torch.nn.Linear, targets: torch.Tensor
+) -> torch.Tensor:
+    """Summed cross-entropy of `head(hidden)` against `targets`, chunked; `head` must be frozen.
+
+    hidden [N, H], targets [N]; returns a scalar whose gradient reaches `hidden` only.
+    """
+    return _FrozenHeadCrossEntropy.apply(hidden, head.weight, head.bias, targets)
+
+
+class _FrozenHeadCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets):
+        want_grad = ctx.needs_input_grad[0]
+        grad_hidden = torch.empty_like(hidden) if want_grad else None
+        total = hidden.new_zeros((), dtype=torch.float32)
+        for start in range(0, hidden.shape[0], HEAD_CHUNK):
+            chunk, target = hidden[start : start + HEAD_CHUNK], targets[start : start + HEAD_CHUNK]
+            logits = F.linear(chunk, weight, bias).float()  # [n, V]
+            log_z = torch.logsumexp(logits, dim=-1)  # [n]
+            total += (log_z - logits.gather(1, target[:, None]).squeeze(1)).sum()
+            if want_grad:
+                # d loss / d logits = softmax - one_hot, formed in place in the logits' memory.
+                probs = logits.sub_(log_z[:, None]).exp_()
+                probs[torch.arange(len(target), device=probs.device), target] -= 1.0
+                grad_hidden[start : start + HEAD_CHUNK] = (probs.to(weight.dtype) @ weight).to(hidden.dtype)
+        ctx.save_for_backward(grad_hidden)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (grad_hidden,) = ctx.saved_tensors
+        return grad_hidden * grad_output.to(grad_hidden.dtype), None, None, None
 
 
 @torch.no_grad()

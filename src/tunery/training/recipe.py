@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from tunery.config import TuneryConfig, load_config
-from tunery.data.batching import collate, plan_batches, supervised_tokens
+from tunery.data.batching import collate, plan_batches, split_by_tokens, supervised_tokens
 from tunery.data.prepare import PreparedData
 from tunery.data.tokenize import EncodedData, ensure_chat_template
 from tunery.evaluate.overfitting import overfitting_warning
@@ -86,6 +86,7 @@ def train(
 
 def _train(run: Run, cfg: TuneryConfig, resuming: bool, quiet: bool) -> Run:
     # --- set-up -------------------------------------------------------------------------
+    setup_started = time.perf_counter()
     torch.manual_seed(cfg.train.seed)
     threads = set_threads(cfg.train.threads)
     device = pick_device(cfg.model.device)
@@ -98,6 +99,7 @@ def _train(run: Run, cfg: TuneryConfig, resuming: bool, quiet: bool) -> Run:
     if cfg.task != "classification" and ensure_chat_template(tokenizer):
         log.info("the model has no chat template; using ChatML")
     data = task.prepare(cfg, tokenizer)
+    run.pin_datasets(data.sources)
     load_kwargs = method.load_kwargs(cfg, device) if hasattr(method, "load_kwargs") else {}
     model = task.load_model(model_path, device, dtype, cfg, getattr(data, "labels", None), **load_kwargs)
 
@@ -137,6 +139,7 @@ def _train(run: Run, cfg: TuneryConfig, resuming: bool, quiet: bool) -> Run:
 
     # --- loop ---------------------------------------------------------------------------
     started = time.perf_counter()
+    first_step_seconds = None  # set-up plus the first optimiser step: what a user waits before progress
     tokens_at_start = state.tokens_seen
     parts = task.loss_for(model, data, cfg)
     pad_id = tokenizer.pad_token_id
@@ -159,6 +162,8 @@ def _train(run: Run, cfg: TuneryConfig, resuming: bool, quiet: bool) -> Run:
                 state.global_step += 1
                 state.step_in_epoch += 1
                 state.tokens_seen += n_tokens
+                if first_step_seconds is None:
+                    first_step_seconds = round(time.perf_counter() - setup_started, 3)
                 elapsed = time.perf_counter() - started
                 tokens_per_s = (state.tokens_seen - tokens_at_start) / max(elapsed, 1e-9)
                 progress.update(state.global_step, loss=loss, tokens_per_s=tokens_per_s)
@@ -208,6 +213,7 @@ def _train(run: Run, cfg: TuneryConfig, resuming: bool, quiet: bool) -> Run:
         "overfitting_step": state.overfitting_step,
         "adapter_step": adapter_step,  # the step whose weights are in adapter/
         "train_seconds": round(elapsed, 2),
+        "first_step_seconds": first_step_seconds,
         "tokens_per_s": round((state.tokens_seen - tokens_at_start) / max(elapsed, 1e-9), 2),
     }
     run.update_record(status="completed", metrics=metrics, error=None)
@@ -256,11 +262,7 @@ def train_step(model, parts, groups, cfg, device, pad_id: int, step: int) -> tup
     n_tokens = max(1, sum(count(group) for group in groups))
     total = 0.0
     for group in groups:
-        batch = parts.collate(group, pad_id) if own_loss else collate(group, cfg.train.batching, pad_id)
-        batch = {k: v.to(device) for k, v in batch.items()}
-        loss_sum, _ = summed_loss(model, batch, parts)
-        (loss_sum / n_tokens).backward()
-        total += loss_sum.item()
+        total += _forward_backward(model, parts, group, cfg, device, pad_id, n_tokens, own_loss)
         if not math.isfinite(total):
             lines = sorted(example.line for example in group)
             raise TrainingDiverged(
@@ -268,6 +270,19 @@ def train_step(model, parts, groups, cfg, device, pad_id: int, step: int) -> tup
                 f"lower train.lr (now {cfg.train.lr}) or check those rows"
             )
     return total / n_tokens, n_tokens
+
+
+def _forward_backward(model, parts, group, cfg, device, pad_id: int, n_tokens: int, own_loss: bool) -> float:
+    """One micro-batch, in passes of at most train.max_batch_tokens tokens; returns its summed loss."""
+    total = 0.0
+    pieces = [group] if own_loss else split_by_tokens(group, cfg.train.max_batch_tokens, cfg.train.batching)
+    for piece in pieces:
+        batch = parts.collate(piece, pad_id) if own_loss else collate(piece, cfg.train.batching, pad_id)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        loss_sum, _ = summed_loss(model, batch, parts)
+        (loss_sum / n_tokens).backward()
+        total += loss_sum.item()
+    return total
 
 
 def evaluate_during_training(

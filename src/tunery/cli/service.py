@@ -1,0 +1,74 @@
+"""`tunery serve`, `tunery worker`, `tunery keys create`: the platform service.
+
+    tunery serve --port 8000                      # SQLite + local worker under $TUNERY_HOME/service
+    tunery keys create --project team-a           # prints a key once; it is stored hashed
+    TUNERY_BROKER_URL=redis://127.0.0.1:6379/0 tunery worker
+
+Settings come from TUNERY_* variables or the YAML file in TUNERY_SERVICE_CONFIG (docs/service.md).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+keys = typer.Typer(help="API keys of the service.", no_args_is_help=True)
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Start the fine-tuning API (OpenAI-compatible /v1 and native /api); jobs run in a local worker
+    unless TUNERY_BROKER_URL points to Celery workers."""
+    import uvicorn
+
+    from tunery.service.main import create_app
+    from tunery.service.settings import Settings
+
+    settings = Settings()
+    typer.echo(
+        f"tunery serve: database {_safe(settings.database_url)}, artifacts {settings.artifacts}, "
+        f"jobs run {'on Celery workers via ' + _safe(settings.broker_url) if settings.broker_url else 'locally'}",
+        err=True,
+    )
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+
+
+def worker(
+    name: Annotated[str | None, typer.Option(help="Worker name (Celery hostname), e.g. w1@%h.")] = None,
+    log_level: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+) -> None:
+    """Run jobs from the broker (TUNERY_BROKER_URL), one at a time, each in its own training process."""
+    from tunery.jobs.celery_app import run_worker
+    from tunery.service.settings import Settings
+
+    settings = Settings()
+    if not settings.broker_url:
+        raise typer.BadParameter(
+            "set TUNERY_BROKER_URL (redis://host:6379/0); without it `tunery serve` runs jobs"
+        )
+    run_worker(settings, name=name, loglevel=log_level)
+
+
+@keys.command("create")
+def create_key(
+    project: Annotated[str, typer.Option(help="The project the key sees and creates objects in.")],
+) -> None:
+    """Create an API key for PROJECT and print it (only now: it is stored hashed)."""
+    from tunery.service.keys import create_key as create
+    from tunery.service.settings import Settings
+    from tunery.store import connect, session_factory
+
+    with session_factory(connect(Settings().database_url)).begin() as session:
+        secret = create(session, project)
+    typer.echo(secret)
+
+
+def _safe(url: str | None) -> str:
+    """A URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True) if url and "://" in url else str(url)

@@ -1,0 +1,64 @@
+"""The training process of one job: `python -m tunery.jobs.child SPEC.json`.
+
+SPEC holds the config, the run directory and the parent's pid. A run directory with
+a config.yaml is resumed from its newest complete checkpoint. On a failure the error
+goes to `failure.json` beside the run, where the runner turns it into the job's reason.
+The process dies with its parent (Linux PR_SET_PDEATHSIG), so a killed worker leaves
+no orphan training to race the one that resumes the job.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+
+def main(spec_path: str) -> int:
+    spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
+    _die_with_parent(spec["parent_pid"])
+    run_dir = Path(spec["run_dir"])
+    failure = Path(spec["failure_file"])
+    failure.unlink(missing_ok=True)
+    from tunery.cli import quiet_libraries, user_errors
+
+    quiet_libraries()
+    try:
+        import tunery
+
+        if (run_dir / "config.yaml").exists():
+            tunery.train(resume=run_dir, quiet=True)
+        else:
+            tunery.train(spec["config"], quiet=True)
+    except BaseException as err:
+        failure.write_text(
+            json.dumps(
+                {
+                    "type": type(err).__name__,
+                    "message": str(err),
+                    "user_error": isinstance(err, user_errors()),
+                    "traceback": traceback.format_exc(),
+                }
+            ),
+            encoding="utf-8",
+        )
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    import os
+
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent_pid:  # the parent died before the line above
+        os._exit(137)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,104 @@
+"""Job states and events, as OpenAI names them; every transition is an event.
+
+    validating_files -> queued -> running -> succeeded | failed | cancelled
+
+Shared by the API (create, cancel) and the runner (run, finish), so both speak alike.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tunery.store.tables import DatasetVersion, Event, File, Job, Model, now
+
+ACTIVE = ("validating_files", "queued", "running")
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def add_event(
+    session: Session,
+    job: Job,
+    message: str,
+    level: str = "info",
+    type: str = "message",
+    data: dict[str, Any] | None = None,
+) -> Event:
+    event = Event(job_id=job.id, message=message, level=level, type=type, data=data, created_at=now())
+    session.add(event)
+    return event
+
+
+def transition(session: Session, job: Job, status: str, message: str, level: str = "info") -> None:
+    job.status = status
+    if status in FINISHED:
+        job.finished_at = now()
+    add_event(session, job, message, level=level, data={"status": status})
+
+
+def fail(session: Session, job: Job, code: str, message: str) -> None:
+    job.error = {"code": code, "message": message, "param": None}
+    transition(session, job, "failed", f"Job failed: {message}", level="error")
+
+
+def cancel(session: Session, job: Job) -> None:
+    """Ask for a cancel; a job nobody is running is cancelled here, a running one by its runner."""
+    if job.status in FINISHED:
+        return
+    job.cancel_requested = True
+    unowned = job.lease_owner is None or (job.lease_expires or 0) < time.time()
+    if job.status != "running" or unowned:
+        if unowned:
+            job.lease_owner = None
+        transition(session, job, "cancelled", "Fine-tuning job cancelled")
+
+
+def model_id(job: Job) -> str:
+    """`ft:<base>:<suffix>:<job-id>`; a local model folder is named by its last part."""
+    base = Path(job.model.rstrip("/")).name if "/" in job.model else job.model
+    return f"ft:{base}:{job.suffix or job.project}:{job.id}"
+
+
+def register_model(session: Session, job: Job, adapter: str, run_record: dict) -> Model:
+    """The registry entry of a succeeded job, with its lineage."""
+    training = session.scalar(select(File).where(File.id == job.training_file))
+    dataset = (
+        session.scalar(
+            select(DatasetVersion)
+            .where(DatasetVersion.file_id == job.training_file)
+            .order_by(DatasetVersion.seq.desc())
+        )
+        if training
+        else None
+    )
+    lineage = {
+        "base_model": job.model,
+        "job": job.id,
+        "project": job.project,
+        "training_file": job.training_file,
+        "validation_file": job.validation_file,
+        "dataset": {
+            "content_hash": training.content_hash if training else None,
+            "name": dataset.name if dataset else None,
+            "version": dataset.version if dataset else None,
+            "rows": training.rows if training else None,
+        },
+        "config": job.config,
+        "metrics": run_record.get("metrics", {}),
+        "versions": run_record.get("versions", {}),
+        "artifact": adapter,
+    }
+    model = Model(
+        id=model_id(job),
+        project=job.project,
+        job_id=job.id,
+        base_model=job.model,
+        path=adapter,
+        lineage=lineage,
+    )
+    session.add(model)
+    return model

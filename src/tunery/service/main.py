@@ -1,0 +1,48 @@
+"""The FastAPI app: routers, error shape, and the worker (local) or dispatcher (Celery) in its lifespan.
+
+uvicorn --factory tunery.service.main:create_app      # or: tunery serve
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+import tunery
+from tunery.service import errors
+from tunery.service.api.routes import datasets, files, health, jobs, models, registry, runs
+from tunery.service.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        from tunery.store import connect, session_factory
+
+        app.state.settings = settings
+        app.state.sessions = session_factory(connect(settings.database_url))
+        app.state.dispatcher = make_dispatcher(app.state.sessions, settings)
+        app.state.dispatcher.start()
+        yield
+        app.state.dispatcher.stop()
+
+    app = FastAPI(title="tunery", version=tunery.__version__, lifespan=lifespan)
+    errors.install(app)
+    for module in (health, files, jobs, models, datasets, runs, registry):
+        app.include_router(module.router)
+    app.include_router(files.report_router)
+    return app
+
+
+def make_dispatcher(sessions, settings: Settings):
+    """Who runs jobs: the local worker in this process, or Celery workers through the broker."""
+    if settings.broker_url:
+        from tunery.jobs.celery_app import Redispatcher
+
+        return Redispatcher(sessions, settings)
+    from tunery.jobs.local import LocalWorker
+
+    return LocalWorker(sessions, settings)

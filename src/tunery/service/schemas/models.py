@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from tunery.store.tables import Model
+
+
+class ModelPublic(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+
+    @classmethod
+    def of(cls, model: Model) -> ModelPublic:
+        return cls(id=model.id, created=model.created_at, owned_by=model.project)
+
+
+class ModelLineage(ModelPublic):
+    """A registry entry: where the model came from and where its weights are."""
+
+    base_model: str
+    job_id: str | None
+    artifact: str
+    lineage: dict[str, Any]
+
+    @classmethod
+    def of(cls, model: Model) -> ModelLineage:
+        return cls(
+            id=model.id, created=model.created_at, owned_by=model.project, base_model=model.base_model,
+            job_id=model.job_id, artifact=model.path, lineage=model.lineage,
+        )  # fmt: skip

@@ -1,0 +1,68 @@
+"""Service settings from the environment (TUNERY_*) or a YAML file (TUNERY_SERVICE_CONFIG).
+
+TUNERY_DATABASE_URL   sqlite:///<data_dir>/tunery.db (default) or postgresql+psycopg://user@host/db
+TUNERY_BROKER_URL     unset: a local worker in the server; redis://host:6379/0: Celery workers
+TUNERY_ARTIFACT_ROOT  uploaded files, job runs and models (default <data_dir>/artifacts)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from tunery.models import tunery_home
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TUNERY_", extra="ignore")
+
+    data_dir: Path = Field(
+        default_factory=lambda: tunery_home() / "service",
+        description="Home of the embedded database and artifacts.",
+    )
+    database_url: str = Field("", description="SQLAlchemy URL; empty: SQLite in data_dir.")
+    broker_url: str | None = Field(None, description="Celery broker (redis://…); none: the local worker.")
+    artifact_root: Path | None = Field(None, description="Files, runs and models; empty: data_dir/artifacts.")
+    queue: str = Field("tunery", description="Celery queue the server sends jobs to and workers read.")
+    max_concurrent_jobs: int = Field(1, ge=1, description="Local worker: jobs trained at the same time.")
+    lease_seconds: float = Field(30.0, gt=0, description="A running job's lease; renewed every third of it.")
+    max_attempts: int = Field(3, ge=1, description="Training processes started for one job before it fails.")
+    visibility_timeout: int = Field(
+        7 * 24 * 3600, description="Redis redelivers an unacknowledged job after this; above the longest job."
+    )
+    poll_seconds: float = Field(
+        1.0, gt=0, description="How often workers look for work and runners for news."
+    )
+    max_upload_bytes: int = Field(512 * 1024 * 1024)
+
+    @model_validator(mode="after")
+    def _fill_paths(self) -> Settings:
+        self.data_dir = Path(self.data_dir).expanduser()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'tunery.db'}"
+        if self.artifact_root is None:
+            self.artifact_root = self.data_dir / "artifacts"
+        self.broker_url = self.broker_url or None
+        return self
+
+    @property
+    def artifacts(self) -> Path:
+        assert self.artifact_root is not None
+        return Path(self.artifact_root)
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if file := os.environ.get("TUNERY_SERVICE_CONFIG"):
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=file))
+        return tuple(sources)
