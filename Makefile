@@ -26,7 +26,7 @@ demo: setup
 	$(BIN)/tunery chat runs/demo --system "Extract the order as compact JSON." \
 		--prompt "Hi, this is Ines from Braga. Could I get 4 jars of honey?"
 
-test: setup
+test: setup services
 	$(BIN)/pytest -m "not slow"
 	$(BIN)/pytest -m slow
 
@@ -53,6 +53,7 @@ format: setup
 services:
 	command -v pg_ctlcluster >/dev/null || (apt-get update -q && apt-get install -y -q postgresql redis-server)
 	pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start || true
+	su postgres -c "psql -tAc \"SELECT 1 FROM pg_database WHERE datname='test'\"" | grep -q 1 || su postgres -c "createdb test"
 	redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 || redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
 
 clean:
