@@ -18,7 +18,7 @@ import warnings
 import typer
 from rich.console import Console
 
-from tunery.cli import data, methods, report, service, train, use
+from tunery.cli import data, export, methods, report, service, train, use
 
 app = typer.Typer(
     help="Fine-tune LLMs on your own data.",
@@ -32,7 +32,7 @@ app.command("methods")(methods.methods)
 app.command("serve")(service.serve)
 app.command("worker")(service.worker)
 app.add_typer(service.keys, name="keys")
-for command in (*use.COMMANDS, *report.COMMANDS):
+for command in (*use.COMMANDS, *report.COMMANDS, *export.COMMANDS):
     app.command()(command)
 
 err_console = Console(stderr=True)
@@ -40,6 +40,7 @@ err_console = Console(stderr=True)
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Errors that come from what the user gave us; their messages say what to do."""
+    from tunery.cli.export import PushFailed
     from tunery.config import ConfigError
     from tunery.data.prepare import DataError
     from tunery.data.tokenize import TemplateError
@@ -50,7 +51,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
     errors: list[type[BaseException]] = [
         ConfigError, DataFileError, DataError, ModelNotFoundError, TemplateError, FileNotFoundError, FileExistsError,
-        CannotMerge, MethodUnavailable,
+        CannotMerge, MethodUnavailable, PushFailed,
     ]  # fmt: skip
     if "tunery.training.recipe" in sys.modules:  # only importable with torch; loaded if training ran
         from tunery.training.recipe import TrainingDiverged

@@ -20,10 +20,22 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    inference_only: Annotated[bool, typer.Option(help="Only the /v1 completion routes.")] = False,
+    model: Annotated[str | None, typer.Option(help="Inference-only: the base model (alias or path).")] = None,
+    adapter: Annotated[list[str] | None, typer.Option(help="NAME=RUN_DIR, repeatable.")] = None,
+    max_adapters: Annotated[int, typer.Option(help="Adapters kept loaded per base model (LRU).")] = 8,
 ) -> None:
     """Start the fine-tuning API (OpenAI-compatible /v1 and native /api); jobs run in a local worker
-    unless TUNERY_BROKER_URL points to Celery workers."""
+    unless TUNERY_BROKER_URL points to Celery workers. With --inference-only, serve models without a database."""
     import uvicorn
+
+    if inference_only:
+        from tunery.serve.app import create_inference_app
+
+        models = inference_models(model, adapter or [])
+        typer.echo(f"tunery serve --inference-only: {', '.join(models)}", err=True)
+        uvicorn.run(create_inference_app(models, max_adapters), host=host, port=port, log_level=log_level)
+        return
 
     from tunery.service.main import create_app
     from tunery.service.settings import Settings
@@ -65,6 +77,19 @@ def create_key(
     with session_factory(connect(Settings().database_url)).begin() as session:
         secret = create(session, project)
     typer.echo(secret)
+
+
+def inference_models(model: str | None, adapters: list[str]) -> dict[str, tuple[str, str]]:
+    """{name: ("base", model) or ("run", run dir)} from --model and --adapter NAME=RUN_DIR."""
+    if model is None and not adapters:
+        raise typer.BadParameter("--inference-only needs --model M and/or --adapter NAME=RUN_DIR")
+    models = {model: ("base", model)} if model else {}
+    for spec in adapters:
+        name, sep, run_dir = spec.partition("=")
+        if not sep or not name or not run_dir:
+            raise typer.BadParameter(f"--adapter {spec}: expected NAME=RUN_DIR")
+        models[name] = ("run", run_dir)
+    return models
 
 
 def _safe(url: str | None) -> str:

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 import tunery
 from tunery.service import errors
-from tunery.service.api.routes import datasets, files, health, jobs, models, registry, runs
+from tunery.service.api.routes import datasets, files, health, inference, jobs, models, registry, runs
 from tunery.service.settings import Settings
 
 
@@ -28,10 +28,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.dispatcher.start()
         yield
         app.state.dispatcher.stop()
+        if getattr(app.state, "engine", None) is not None:
+            app.state.engine.stop()
 
     app = FastAPI(title="tunery", version=tunery.__version__, lifespan=lifespan)
     errors.install(app)
-    for module in (health, files, jobs, models, datasets, runs, registry):
+    for module in (health, files, jobs, models, datasets, runs, registry, inference):
         app.include_router(module.router)
     app.include_router(files.report_router)
     return app

@@ -1,0 +1,40 @@
+"""The inference API alone: no database, no keys, no jobs (`tunery serve --inference-only`).
+
+app = create_inference_app(models={"smol": ("base", "smollm2-135m-instruct"), "orders": ("run", "runs/a")})
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+import tunery
+from tunery.service import errors
+from tunery.service.api.routes import inference
+
+
+def create_inference_app(models: dict[str, tuple[str, str]], max_adapters: int = 8) -> FastAPI:
+    """`models`: name -> ("base", model alias or path) or ("run", run directory)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.inference_models, app.state.max_adapters = models, max_adapters
+        yield
+        if getattr(app.state, "engine", None) is not None:
+            app.state.engine.stop()
+
+    app = FastAPI(title="tunery inference", version=tunery.__version__, lifespan=lifespan)
+    errors.install(app)
+    app.include_router(inference.router)
+
+    @app.get("/health", tags=["health"])
+    def health() -> dict:
+        return {"status": "ok", "mode": "inference-only"}
+
+    @app.get("/v1/models", tags=["models"])
+    def list_models() -> dict:
+        entries = [{"id": name, "object": "model", "created": 0, "owned_by": "tunery"} for name in models]
+        return {"object": "list", "data": entries}
+
+    return app

@@ -1,0 +1,140 @@
+"""The official `openai` client against `tunery serve --inference-only` on loopback: a tiny base
+model and two tiny LoRA runs on it, served from one copy of the base weights."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx2
+import openai
+import pytest
+
+from tests.service.conftest import free_port
+
+PROMPTS = ["item 3 quantity 2", "hello world", "item 1 quantity 4 and a longer question"]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, two_runs, tunery_home, tmp_path_factory):
+    alpha, beta = two_runs
+    port = free_port()
+    log = tmp_path_factory.mktemp("serve-log") / "server.log"
+    command = [
+        sys.executable, "-m", "tunery", "serve", "--inference-only", "--port", str(port), "--log-level", "warning",
+        "--model", str(tiny_model_dir), "--adapter", f"alpha={alpha}", "--adapter", f"beta={beta}",
+    ]  # fmt: skip
+    env = {**__import__("os").environ, "TUNERY_HOME": str(tunery_home), "HF_HUB_OFFLINE": "1"}
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        assert process.poll() is None, log.read_text()
+        try:
+            if httpx2.get(f"{url}/health", timeout=2).status_code == 200:
+                break
+        except httpx2.HTTPError:
+            assert time.time() < deadline, log.read_text()
+            time.sleep(0.2)
+    yield url, str(tiny_model_dir)
+    process.terminate()
+    process.wait(30)
+
+
+@pytest.fixture(scope="module")
+def client(server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server[0]}/v1", api_key="unused", max_retries=0)
+
+
+def ask(client, model: str, prompt: str, **options) -> str:
+    answer = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": prompt}], max_tokens=12, temperature=0, **options
+    )
+    return answer.choices[0].message.content
+
+
+def test_chat_with_the_base_and_two_adapters_answers_and_counts_tokens(client, server):
+    base = server[1]
+    for model in (base, "alpha", "beta"):
+        answer = client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": PROMPTS[0]}], max_tokens=5, temperature=0
+        )
+        assert answer.object == "chat.completion" and answer.model == model
+        assert answer.choices[0].message.role == "assistant"
+        assert answer.choices[0].finish_reason in ("stop", "length")
+        assert 1 <= answer.usage.completion_tokens <= 5
+        assert answer.usage.total_tokens == answer.usage.prompt_tokens + answer.usage.completion_tokens
+    # the adapters changed the model: three models, three different answers to the same prompt
+    assert len({ask(client, model, PROMPTS[0]) for model in (base, "alpha", "beta")}) == 3
+
+
+def test_streaming_chat_gives_the_same_text_as_a_whole_answer(client, server):
+    for model in (server[1], "alpha", "beta"):
+        chunks = list(
+            client.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": PROMPTS[1]}], max_tokens=12, temperature=0,
+                stream=True, stream_options={"include_usage": True},
+            )
+        )  # fmt: skip
+        assert chunks[0].choices[0].delta.role == "assistant"
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text == ask(client, model, PROMPTS[1])
+        assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")
+        assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens >= 1
+
+
+def test_concurrent_requests_for_different_adapters_equal_each_served_alone(client, server):
+    """Greedy decoding: the rows of one mixed-adapter batch give the tokens they give alone."""
+    jobs = [(model, prompt) for model in (server[1], "alpha", "beta") for prompt in PROMPTS]
+    alone = [ask(client, model, prompt) for model, prompt in jobs]
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        together = list(pool.map(lambda job: ask(client, *job), jobs))
+    assert together == alone
+
+
+def test_text_completions_seed_n_and_stop(client):
+    first = client.completions.create(
+        model="alpha", prompt="item 2", max_tokens=6, temperature=1.0, seed=3, n=2
+    )
+    again = client.completions.create(
+        model="alpha", prompt="item 2", max_tokens=6, temperature=1.0, seed=3, n=2
+    )
+    assert first.object == "text_completion" and len(first.choices) == 2
+    assert [c.text for c in first.choices] == [c.text for c in again.choices]  # a seed repeats the sample
+    whole = client.completions.create(model="beta", prompt="item 2", max_tokens=8, temperature=0).choices[0]
+    assert whole.text, "the tiny adapter should say something"
+    stop = whole.text[len(whole.text) // 2 :][:1]
+    cut = client.completions.create(
+        model="beta", prompt="item 2", max_tokens=8, temperature=0, stop=[stop]
+    ).choices[0]
+    assert cut.text == whole.text[: whole.text.index(stop)] and cut.finish_reason == "stop"
+
+
+def test_an_unknown_model_is_404_in_openai_shape(client, server):
+    with pytest.raises(openai.NotFoundError) as caught:
+        ask(client, "no-such-model", "hi")
+    assert caught.value.body["code"] == "model_not_found"
+    reply = httpx2.post(
+        f"{server[0]}/v1/chat/completions",
+        json={"model": "nope", "messages": [{"role": "user", "content": "x"}]},
+    )
+    assert reply.status_code == 404 and reply.json()["error"]["type"] == "not_found_error"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"messages": [{"role": "user", "content": "hi"}], "max_tokens": -1},
+        {"messages": []},
+        {"messages": [{"role": "user", "content": "hi"}], "temperature": -0.5},
+        {"messages": [{"role": "wizard", "content": "hi"}]},
+    ],
+    ids=["negative-max-tokens", "empty-messages", "negative-temperature", "unknown-role"],
+)
+def test_a_bad_request_is_400_never_500(server, body):
+    reply = httpx2.post(f"{server[0]}/v1/chat/completions", json={"model": "alpha", **body})
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"]["type"] == "invalid_request_error"
