@@ -54,3 +54,15 @@ def current_project(
 
 
 CurrentProject = Annotated[str, Depends(current_project)]
+
+
+def get_owned(session, table, object_id: str, project: str, kind: str):
+    """The project's row with this id; another project's rows are 404, exactly like missing ones."""
+    from sqlalchemy import select
+
+    from tunery.service.errors import not_found
+
+    found = session.scalar(select(table).where(table.id == object_id, table.project == project))
+    if found is None:
+        raise not_found(kind, object_id)
+    return found

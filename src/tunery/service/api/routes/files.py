@@ -13,8 +13,8 @@ from fastapi.responses import FileResponse
 from sqlalchemy import select
 
 from tunery.jobs.lifecycle import ACTIVE
-from tunery.service.api.deps import CurrentProject, SessionDep, SettingsDep
-from tunery.service.errors import ApiError, not_found
+from tunery.service.api.deps import CurrentProject, SessionDep, SettingsDep, get_owned
+from tunery.service.errors import ApiError
 from tunery.service.schemas.common import Deleted, ListPage
 from tunery.service.schemas.files import FilePublic, FileReport
 from tunery.store.tables import DatasetVersion, File, Job, new_id
@@ -113,10 +113,7 @@ def add_dataset_version(session, project: str, name: str, file: File) -> Dataset
 
 
 def get_file(session, project: str, file_id: str) -> File:
-    file = session.scalar(select(File).where(File.id == file_id, File.project == project))
-    if file is None:
-        raise not_found("file", file_id)
-    return file
+    return get_owned(session, File, file_id, project, "file")
 
 
 @router.get("", response_model=ListPage[FilePublic])

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from sqlalchemy import select
 
 from tunery.jobs.lifecycle import add_event, cancel, model_id, transition
-from tunery.service.api.deps import CurrentProject, DispatcherDep, SessionDep, SettingsDep
+from tunery.service.api.deps import CurrentProject, DispatcherDep, SessionDep, SettingsDep, get_owned
 from tunery.service.api.routes.files import get_file
 from tunery.service.errors import ApiError, not_found
 from tunery.service.schemas.common import ListPage
@@ -113,10 +113,7 @@ def job_config(
 
 
 def get_job(session, project: str, job_id: str) -> Job:
-    job = session.scalar(select(Job).where(Job.id == job_id, Job.project == project))
-    if job is None:
-        raise not_found("fine_tuning.job", job_id)
-    return job
+    return get_owned(session, Job, job_id, project, "fine_tuning.job")
 
 
 @router.get("", response_model=ListPage[JobPublic])

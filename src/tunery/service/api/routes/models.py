@@ -5,8 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy import select
 
-from tunery.service.api.deps import CurrentProject, SessionDep
-from tunery.service.errors import not_found
+from tunery.service.api.deps import CurrentProject, SessionDep, get_owned
 from tunery.service.schemas.common import Deleted, ListPage
 from tunery.service.schemas.models import ModelPublic
 from tunery.store.tables import Model
@@ -15,10 +14,7 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
 def get_model(session, project: str, model_id: str) -> Model:
-    model = session.scalar(select(Model).where(Model.id == model_id, Model.project == project))
-    if model is None:
-        raise not_found("model", model_id)
-    return model
+    return get_owned(session, Model, model_id, project, "model")
 
 
 @router.get("", response_model=ListPage[ModelPublic])
