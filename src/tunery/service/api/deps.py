@@ -66,3 +66,9 @@ def get_owned(session, table, object_id: str, project: str, kind: str):
     if found is None:
         raise not_found(kind, object_id)
     return found
+
+
+def fetch_page(session, query, limit: int) -> tuple[list, bool]:
+    """Up to `limit` rows of `query`, and whether more follow (one extra row is read to tell)."""
+    rows = session.scalars(query.limit(limit + 1)).all()
+    return list(rows[:limit]), len(rows) > limit

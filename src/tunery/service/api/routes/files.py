@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse
 from sqlalchemy import select
 
 from tunery.jobs.lifecycle import ACTIVE
-from tunery.service.api.deps import CurrentProject, SessionDep, SettingsDep, get_owned
+from tunery.service.api.deps import CurrentProject, SessionDep, SettingsDep, fetch_page, get_owned
 from tunery.service.errors import ApiError
 from tunery.service.schemas.common import Deleted, ListPage
 from tunery.service.schemas.files import FilePublic, FileReport
@@ -129,8 +129,8 @@ def list_files(
         query = query.where(File.purpose == purpose)
     if after:
         query = query.where(File.seq < get_file(session, project, after).seq)
-    files = session.scalars(query.limit(limit + 1)).all()
-    return ListPage.of([FilePublic.of(f) for f in files[:limit]], has_more=len(files) > limit)
+    files, more = fetch_page(session, query, limit)
+    return ListPage.of([FilePublic.of(f) for f in files], has_more=more)
 
 
 @router.get("/{file_id}", response_model=FilePublic)

@@ -9,7 +9,14 @@ from fastapi import APIRouter
 from sqlalchemy import select
 
 from tunery.jobs.lifecycle import add_event, cancel, model_id, transition
-from tunery.service.api.deps import CurrentProject, DispatcherDep, SessionDep, SettingsDep, get_owned
+from tunery.service.api.deps import (
+    CurrentProject,
+    DispatcherDep,
+    SessionDep,
+    SettingsDep,
+    fetch_page,
+    get_owned,
+)
 from tunery.service.api.routes.files import get_file
 from tunery.service.errors import ApiError, not_found
 from tunery.service.schemas.common import ListPage
@@ -124,8 +131,8 @@ def list_jobs(
     query = select(Job).where(Job.project == project).order_by(Job.seq.desc())
     if after:
         query = query.where(Job.seq < get_job(session, project, after).seq)
-    jobs = session.scalars(query.limit(limit + 1)).all()
-    return ListPage.of([JobPublic.of(job) for job in jobs[:limit]], has_more=len(jobs) > limit)
+    jobs, more = fetch_page(session, query, limit)
+    return ListPage.of([JobPublic.of(job) for job in jobs], has_more=more)
 
 
 @router.get("/{job_id}", response_model=JobPublic)
@@ -156,8 +163,8 @@ def list_events(
         if anchor is None:
             raise not_found("fine_tuning.job.event", after)
         query = query.where(Event.seq < anchor)
-    events = session.scalars(query.limit(limit + 1)).all()
-    return ListPage.of([EventPublic.of(e) for e in events[:limit]], has_more=len(events) > limit)
+    events, more = fetch_page(session, query, limit)
+    return ListPage.of([EventPublic.of(e) for e in events], has_more=more)
 
 
 @router.get("/{job_id}/checkpoints", response_model=ListPage[CheckpointPublic])
@@ -179,7 +186,7 @@ def list_checkpoints(
         if anchor is None:
             raise not_found("fine_tuning.job.checkpoint", after)
         query = query.where(Checkpoint.step < anchor)
-    rows = session.scalars(query.limit(limit + 1)).all()
+    rows, more = fetch_page(session, query, limit)
     name = job.fine_tuned_model or model_id(job)
-    items = [CheckpointPublic.of(c, name, (settings.artifacts / c.path).exists()) for c in rows[:limit]]
-    return ListPage.of(items, has_more=len(rows) > limit)
+    items = [CheckpointPublic.of(c, name, (settings.artifacts / c.path).exists()) for c in rows]
+    return ListPage.of(items, has_more=more)
