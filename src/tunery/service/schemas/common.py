@@ -16,7 +16,7 @@ class ListPage(BaseModel, Generic[T]):
 
     @classmethod
     def of(cls, items: list, has_more: bool = False, key: str = "id") -> ListPage:
-        ids = [getattr(item, key) for item in items]
+        ids = [str(getattr(item, key)) for item in items]  # a dataset's versions are ints
         return cls(
             data=items, has_more=has_more, first_id=ids[0] if ids else None, last_id=ids[-1] if ids else None
         )

@@ -1,0 +1,203 @@
+"""What the dashboard's scripts and forms call, under `/ui/`: signed in by the session cookie.
+
+Each action runs the REST API's own route function (`upload_file`, `create_job`, `cancel_job`,
+`delete_model`, `chat_completions`), so validation and errors are the API's: a job form
+sent here fails with the very JSON error `/v1/fine_tuning/jobs` gives for the same body.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import zipfile
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request, UploadFile
+from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+from sqlalchemy import select
+
+from tunery.service.api.deps import DispatcherDep, SessionDep, SettingsDep
+from tunery.service.api.routes import datasets, files, inference, jobs, models
+from tunery.service.errors import ApiError
+from tunery.service.schemas.inference import ChatRequest
+from tunery.service.schemas.jobs import JobCreate, JobPublic
+from tunery.store.tables import File
+from tunery.web.auth import ActionProject
+from tunery.web.live import job_event_stream
+from tunery.web.pages import render
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+HISTOGRAM_BINS = 12
+
+
+@router.post("/files")
+def upload(
+    request: Request, file: UploadFile, session: SessionDep, project: ActionProject, settings: SettingsDep
+) -> HTMLResponse:
+    """An upload from the Datasets page; answers with the rendered validation report (400 when refused)."""
+    try:
+        stored = files.upload_file(file, "fine-tune", session, project, settings)
+    except ApiError as err:
+        report = err.extra.get("report")
+        return render(
+            request, "_upload_result.html", status_code=err.status, error=err.message, report=report
+        )
+    name = files.dataset_name(stored.filename)
+    version = next(
+        v
+        for v in datasets.list_versions(name, session, project).data
+        if v.content_hash == stored.content_hash
+    )
+    shown = datasets.get_version(name, version.version, session, project)
+    return render(request, "_upload_result.html", error=None, file=stored, version=shown, report=shown.report)
+
+
+@router.get("/datasets/{name}/versions/{version}/lengths")
+def token_lengths(
+    request: Request,
+    name: str,
+    version: int,
+    session: SessionDep,
+    project: ActionProject,
+    settings: SettingsDep,
+    model: str = "smollm2-135m-instruct",
+    max_length: int = 1024,
+) -> HTMLResponse:
+    """A token-length histogram of a dataset version under a model's tokenizer and chat template."""
+    from tunery.data import load_examples
+    from tunery.models import ModelNotFoundError
+
+    shown = datasets.get_version(name, version, session, project)
+    stored = session.scalar(select(File).where(File.id == shown.file_id, File.project == project))
+    if stored is None:
+        raise ApiError(404, f"the file of {name} version {version} was deleted", code="file_not_found")
+    try:
+        count = _token_counter(model, max_length)
+    except (ModelNotFoundError, OSError, ValueError) as err:
+        message = f"cannot load the tokenizer of '{model}': {str(err).splitlines()[0]}"
+        raise ApiError(400, message, code="model_not_found", param="model") from None
+    loaded = load_examples(settings.artifacts / stored.path)
+    lengths = [count(example).total for example in loaded.examples]
+    return render(
+        request, "_lengths.html", model=model, max_length=max_length, bins=histogram(lengths),
+        over=sum(length > max_length for length in lengths), rows=len(lengths),
+    )  # fmt: skip
+
+
+@functools.lru_cache(maxsize=4)
+def _token_counter(model: str, max_length: int):
+    from tunery.data.tokenize import ensure_chat_template, token_counter
+    from tunery.models import load_tokenizer, resolve_model
+
+    tokenizer = load_tokenizer(resolve_model(model))
+    ensure_chat_template(tokenizer)
+    return token_counter(tokenizer, max_length=max_length)
+
+
+def histogram(values: list[int], bins: int = HISTOGRAM_BINS) -> list[dict]:
+    """[{low, high, count}] over equal-width integer bins from the shortest to the longest value."""
+    if not values:
+        return []
+    low, high = min(values), max(values)
+    width = max(1, -(-(high - low + 1) // bins))
+    counts: dict[int, int] = {}
+    for value in values:
+        counts[(value - low) // width] = counts.get((value - low) // width, 0) + 1
+    return [
+        {"low": low + i * width, "high": low + (i + 1) * width - 1, "count": counts.get(i, 0)}
+        for i in range(max(counts) + 1)
+    ]
+
+
+@router.post("/jobs", response_model=JobPublic)
+def create_job(
+    body: JobCreate,
+    session: SessionDep,
+    project: ActionProject,
+    settings: SettingsDep,
+    dispatcher: DispatcherDep,
+) -> JobPublic:
+    """The New job form's JSON, exactly the body `POST /v1/fine_tuning/jobs` takes."""
+    return jobs.create_job(body, session, project, settings, dispatcher)
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=JobPublic)
+def cancel_job(job_id: str, session: SessionDep, project: ActionProject) -> JobPublic:
+    return jobs.cancel_job(job_id, session, project)
+
+
+@router.get("/jobs/statuses")
+def job_statuses(session: SessionDep, project: ActionProject) -> list[dict]:
+    """The Jobs page's live column: id, status and model of the newest 100 jobs."""
+    listed = jobs.list_jobs(session, project, after=None, limit=100).data
+    return [{"id": j.id, "status": j.status, "fine_tuned_model": j.fine_tuned_model} for j in listed]
+
+
+@router.get("/jobs/{job_id}/stream")
+async def stream_job(job_id: str, request: Request, project: ActionProject) -> StreamingResponse:
+    """Server-sent events: every event of the job, oldest first, then live ones until it finishes."""
+    after = int(request.headers.get("last-event-id", "0") or 0)
+    with request.app.state.sessions() as session:
+        jobs.get_job(session, project, job_id)  # 404 before the stream starts
+    return StreamingResponse(
+        job_event_stream(request, job_id, after),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get("/estimate")
+def estimate(model: str, project: ActionProject) -> list[dict]:
+    """Trainable parameters of every method on `model` (shapes only, no weights loaded)."""
+    from tunery.models import ModelNotFoundError
+
+    try:
+        return _estimates(model)
+    except (ModelNotFoundError, OSError, ValueError) as err:
+        message = f"cannot estimate for '{model}': {str(err).splitlines()[0]}"
+        raise ApiError(400, message, code="model_not_found", param="model") from None
+
+
+@functools.lru_cache(maxsize=8)
+def _estimates(model: str) -> list[dict]:
+    from tunery.methods.estimate import estimate_methods
+
+    return [
+        {"method": row.method, "trainable": row.trainable, "total": row.total, "percent": row.percent,
+         "memory_gb": row.memory_gb, "note": row.note}
+        for row in estimate_methods(model)
+    ]  # fmt: skip
+
+
+@router.get("/models/export")
+def export_adapter(id: str, session: SessionDep, project: ActionProject, settings: SettingsDep):
+    """The model's adapter folder as a zip (what `tunery export RUN --adapter OUT` writes)."""
+    model = models.get_model(session, project, id)
+    folder = settings.artifacts / model.path
+    if not folder.is_dir():
+        raise ApiError(
+            404, f"the adapter of {id} is no longer on disk ({model.path})", code="artifact_missing"
+        )
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                archive.write(path, f"adapter/{path.relative_to(folder)}")
+    filename = id.replace(":", "_").replace("/", "_") + "-adapter.zip"
+    return StreamingResponse(
+        iter([buffer.getvalue()]),
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@router.post("/models/delete")
+def delete_model(id: Annotated[str, Form()], session: SessionDep, project: ActionProject) -> RedirectResponse:
+    models.delete_model(id, session, project)
+    return RedirectResponse("/models", status_code=303)
+
+
+@router.post("/chat")
+async def chat(body: ChatRequest, request: Request, project: ActionProject):
+    """The Playground: `/v1/chat/completions` for the signed-in project (streams when asked)."""
+    return await inference.chat_completions(body, request, project)
