@@ -39,6 +39,9 @@ class ModelConfig(_Section):
     )
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1, mps.")
     attn_implementation: str | None = Field(None, description="sdpa (default), eager, flash_attention_2.")
+    trust_remote_code: bool = Field(
+        False, description="Run Python code shipped with a hub model; only for models you trust."
+    )
 
 
 class DataConfig(_Section):
@@ -155,7 +158,7 @@ class TrainConfig(_Section):
     warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)
     weight_decay: float = Field(0.0, ge=0.0)
     max_grad_norm: float | None = Field(1.0, gt=0)
-    seed: int = 42
+    seed: int = Field(42, ge=0, le=2**31 - 1)
     eval_every: int | None = Field(
         None, ge=1, description="Evaluate every N steps (default: each epoch end)."
     )
@@ -175,8 +178,37 @@ class TrainConfig(_Section):
         False, description="Keep the adapter of the lowest validation loss as the final one, not the last."
     )
     gradient_checkpointing: bool = Field(False, description="Trade compute for memory; off unless needed.")
+    fused_lora: bool = Field(
+        True,
+        description="Plain LoRA layers train through one fused autograd node (same maths, faster); "
+        "false: PEFT's own forward.",
+    )
     log_every: int = Field(1, ge=1)
     threads: int | None = Field(None, ge=1, description="CPU threads (default: the cores available).")
+
+
+class DistributedConfig(_Section):
+    """How one run spreads over several processes (`tunery train --nproc-per-node N`); docs/deploy.md."""
+
+    strategy: Literal["auto", "ddp", "fsdp", "deepspeed"] = Field(
+        "auto",
+        description="auto: ddp when launched on more than one process. ddp: every rank holds the model and "
+        "gradients are summed; fsdp: weights, gradients and optimizer state sharded per decoder layer "
+        "(PyTorch FSDP2); deepspeed: ZeRO through accelerate (needs the deepspeed package).",
+    )
+    zero_stage: Literal[2, 3] = Field(
+        2, description="deepspeed: ZeRO-2 shards gradients and optimizer state; ZeRO-3 the weights too."
+    )
+    offload: bool = Field(
+        False, description="fsdp/deepspeed: keep sharded parameters and optimizer state in CPU memory."
+    )
+    wrap: list[str] | None = Field(
+        None,
+        description="fsdp: module classes sharded as one unit; default: the model's decoder layer class.",
+    )
+    backend: Literal["auto", "nccl", "gloo"] = Field(
+        "auto", description="Process-group backend; auto: nccl on CUDA, gloo on CPU."
+    )
 
 
 class TuneryConfig(_Section):
@@ -193,6 +225,7 @@ class TuneryConfig(_Section):
     freeze: FreezeConfig = Field(default_factory=FreezeConfig)
     classification: ClassificationConfig = Field(default_factory=ClassificationConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     output_dir: str = Field("runs", description="Runs are written to output_dir/run_name.")
     run_name: str | None = Field(None, description="Default: <model>-<method>-<timestamp>.")
 

@@ -11,7 +11,14 @@ from pathlib import Path
 from tunery.data.tokenize import ensure_chat_template
 from tunery.methods import get_method
 from tunery.methods.weights import WEIGHTS_FILE, load_trained_model
-from tunery.models import load_tokenizer, pick_device, pick_dtype, resolve_model, set_threads
+from tunery.models import (
+    load_tokenizer,
+    pick_device,
+    pick_dtype,
+    require_safetensors,
+    resolve_model,
+    set_threads,
+)
 from tunery.run import Run
 from tunery.tasks import get_task
 from tunery.tasks.classification import read_labels
@@ -29,6 +36,7 @@ def load_run_model(run_path: str | Path, device: str = "auto", quantized: bool =
     trained_weights = (adapter / WEIGHTS_FILE).exists()
     if not (trained_weights or (adapter / "adapter_config.json").exists()):
         raise FileNotFoundError(f"{run.path} has no trained adapter yet (status: {run.record['status']})")
+    require_safetensors(adapter, "adapter")  # a run folder may come from anywhere
     config = run.config
     set_threads(config.train.threads)
     target = pick_device(device if device != "auto" else config.model.device)

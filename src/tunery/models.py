@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -53,8 +54,52 @@ def tunery_home() -> Path:
     return Path(os.environ.get("TUNERY_HOME", Path.home() / ".cache" / "tunery"))
 
 
+# scheme://…, or a fetching scheme without the slashes (file:/x, hf:org/name): never fetched from.
+# Not any "x:": fine-tuned model ids look like ft:base:suffix:job.
+URL_LIKE = re.compile(r"^([a-z][a-z0-9+.-]*://|(file|https?|ftp|s3|gs|hf|ssh|git)[:+])", re.IGNORECASE)
+# Weights that load by unpickling, which can run code: refused unless we wrote them.
+PICKLED_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.pkl", "*.ckpt")
+
+
+def refuse_url(name: str) -> None:
+    if URL_LIKE.match(name):
+        raise ModelNotFoundError(
+            f"model '{name}' looks like a URL; tunery never fetches models from URLs. Download the model, "
+            "then name its local folder, a bundled alias or a hub id (org/name)"
+        )
+
+
+def check_model_allowed(name: str, roots: list[Path] | None) -> None:
+    """For names that come over the network: no URLs, and local paths only inside `roots` (None: anywhere)."""
+    refuse_url(name)
+    if roots is None or name in BUNDLED:
+        return
+    path = Path(name).expanduser()
+    looks_local = name.startswith((".", "/", "~")) or path.suffix == ".gguf" or path.exists()
+    if not looks_local:
+        return  # a hub id
+    resolved = path.resolve()  # symlinks and '..' followed before the check
+    if not any(resolved.is_relative_to(Path(root).expanduser().resolve()) for root in roots):
+        allowed = ", ".join(str(root) for root in roots) or "none"
+        raise ModelNotFoundError(
+            f"model path {name} is outside the folders this server loads models from ({allowed}); "
+            "copy the model into one of them (TUNERY_MODEL_ROOTS)"
+        )
+
+
+def require_safetensors(folder: Path, what: str) -> None:
+    """Refuse a folder whose weights would load by unpickling (a .bin/.pt file and no .safetensors)."""
+    pickled = [path.name for pattern in PICKLED_WEIGHTS for path in Path(folder).glob(pattern)]
+    if pickled and not list(Path(folder).glob("*.safetensors")):
+        raise ModelNotFoundError(
+            f"{what} {folder} holds only pickled weights ({', '.join(sorted(pickled))}), which can run code "
+            "when loaded; tunery loads safetensors only: convert them (safetensors.torch.save_file)"
+        )
+
+
 def resolve_model(name: str) -> str:
     """Return a directory (or, for a hub id, the id) that `from_pretrained` can load."""
+    refuse_url(name)
     if name in BUNDLED:
         return str(_bundled_path(name))
     path = Path(name).expanduser()
@@ -67,6 +112,7 @@ def resolve_model(name: str) -> str:
             raise ModelNotFoundError(
                 f"{path} is a directory but has no config.json; is it a transformers model?"
             )
+        require_safetensors(path, "model folder")
         return str(path)
     if name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1):
         raise ModelNotFoundError(f"model path {name} does not exist")
@@ -193,10 +239,10 @@ def set_threads(threads: int | None) -> int:
     return torch.get_num_threads()
 
 
-def load_tokenizer(path: str):
+def load_tokenizer(path: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

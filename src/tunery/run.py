@@ -18,7 +18,7 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +70,20 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def drop_torn_line(file: Path) -> None:
+    """Cut a last line without its newline (a writer killed mid-line), so the next line starts clean."""
+    if not file.exists():
+        return
+    data = file.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with file.open("r+b") as handle:
+            handle.truncate(data.rfind(b"\n") + 1)
+
+
 @dataclass
 class Run:
     path: Path
+    _appending: bool = field(default=False, init=False, repr=False, compare=False)
 
     @classmethod
     def create(cls, config: TuneryConfig) -> Run:
@@ -139,14 +150,20 @@ class Run:
         write_atomic(file, yaml.safe_dump(config, sort_keys=False))
 
     def log_metrics(self, **values: Any) -> None:
-        with (self.path / "metrics.jsonl").open("a", encoding="utf-8") as handle:
+        file = self.path / "metrics.jsonl"
+        if not self._appending:  # once per process: whoever wrote before may have been killed mid-line
+            drop_torn_line(file)
+            self._appending = True
+        with file.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(values) + "\n")
 
     def history(self) -> list[dict]:
         file = self.path / "metrics.jsonl"
         if not file.exists():
             return []
-        return [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        text = file.read_text(encoding="utf-8", errors="replace")
+        complete = text[: text.rfind("\n") + 1]  # a line still being written (or torn) waits
+        return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, status={self.record['status']!r})"

@@ -54,9 +54,11 @@ def user_errors() -> tuple[type[BaseException], ...]:
         CannotMerge, MethodUnavailable, PushFailed,
     ]  # fmt: skip
     if "tunery.training.recipe" in sys.modules:  # only importable with torch; loaded if training ran
+        from tunery.training.checkpoint import CheckpointError
+        from tunery.training.memory import TrainingOutOfMemory
         from tunery.training.recipe import TrainingDiverged
 
-        errors.append(TrainingDiverged)
+        errors.extend([TrainingDiverged, TrainingOutOfMemory, CheckpointError])
     return tuple(errors)
 
 

@@ -2,7 +2,7 @@
 
     tunery serve --port 8000                      # SQLite + local worker under $TUNERY_HOME/service
     tunery keys create --project team-a           # prints a key once; it is stored hashed
-    TUNERY_BROKER_URL=redis://127.0.0.1:6379/0 tunery worker
+    TUNERY_BROKER_URL=redis://127.0.0.1:6379/0 tunery worker --queues gpu --gpus 2 --slots 2
 
 Settings come from TUNERY_* variables or the YAML file in TUNERY_SERVICE_CONFIG (docs/service.md).
 """
@@ -52,8 +52,14 @@ def serve(
 def worker(
     name: Annotated[str | None, typer.Option(help="Worker name (Celery hostname), e.g. w1@%h.")] = None,
     log_level: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    queues: Annotated[
+        str | None, typer.Option(help="Comma-separated worker pools to serve (default: TUNERY_QUEUE).")
+    ] = None,
+    gpus: Annotated[int, typer.Option(min=0, help="GPUs this worker hands to jobs (one process each).")] = 0,
+    slots: Annotated[int, typer.Option(min=1, help="Jobs this worker runs at the same time.")] = 1,
 ) -> None:
-    """Run jobs from the broker (TUNERY_BROKER_URL), one at a time, each in its own training process."""
+    """Run jobs from the broker (TUNERY_BROKER_URL), at most --slots at a time, each in its own training
+    process; jobs that ask for GPUs come only to workers with at least that many (docs/deploy.md)."""
     from tunery.jobs.celery_app import run_worker
     from tunery.service.settings import Settings
 
@@ -62,7 +68,8 @@ def worker(
         raise typer.BadParameter(
             "set TUNERY_BROKER_URL (redis://host:6379/0); without it `tunery serve` runs jobs"
         )
-    run_worker(settings, name=name, loglevel=log_level)
+    pools = [queue.strip() for queue in (queues or settings.queue).split(",") if queue.strip()]
+    run_worker(settings, name=name, loglevel=log_level, queues=pools, gpus=gpus, slots=slots)
 
 
 @keys.command("create")

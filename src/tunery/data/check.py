@@ -111,7 +111,11 @@ def check_data(
     unit = row_unit(data.path)
     exact = find_exact_duplicates(data.examples)
     warnings = (
-        data.warnings + _blank_answer_warnings(data.examples) + _label_conflicts(data.examples, exact, unit)
+        data.warnings
+        + _blank_answer_warnings(data.examples)
+        + _label_conflicts(data.examples, exact, unit)
+        + _oversized_row_warnings(data.examples)
+        + _duplicate_only_warning(data.examples, exact)
     )
     report = DataReport(
         path=data.path,
@@ -305,6 +309,29 @@ def _blank_answer_warnings(examples: list[Example]) -> list[RowError]:
         elif e.kind in ("text", "classification") and not e.text.strip():
             warnings.append(RowError(e.line, "text", "is only whitespace"))
     return warnings
+
+
+# About 250,000 tokens: far over any max_length, so such a row is almost surely a broken export.
+OVERSIZED_ROW_CHARS = 1_000_000
+
+
+def _oversized_row_warnings(examples: list[Example]) -> list[RowError]:
+    warnings = []
+    for e in examples:
+        chars = sum(len(m.content) for m in e.messages) + len(e.prompt) + len(e.completion) + len(e.text)
+        if chars > OVERSIZED_ROW_CHARS:
+            reason = f"{chars:,} characters of text, far over any max_length; it will be truncated (is it a broken export?)"
+            warnings.append(RowError(e.line, None, reason))
+    return warnings
+
+
+def _duplicate_only_warning(examples: list[Example], exact: list[list[int]]) -> list[RowError]:
+    """One warning when every row repeats another: training would only memorise a few examples."""
+    repeated = sum(len(group) for group in exact)
+    if not examples or repeated < len(examples):
+        return []
+    reason = f"every row repeats another: {len(examples)} rows hold only {len(exact)} distinct examples"
+    return [RowError(examples[0].line, None, reason)]
 
 
 def _label_conflicts(examples: list[Example], exact: list[list[int]], unit: str) -> list[RowError]:

@@ -119,22 +119,23 @@ def _read_jsonl(path: Path) -> list[Row]:
             hint = JSONL_HINT
             if text.lstrip().startswith("["):
                 hint = "the file looks like one JSON list: name it .json, or write one object per line"
-            raise DataFileError(
-                str(path), f"invalid JSON: {err.msg} at column {err.colno}", line=number, hint=hint
-            ) from None
+            raise DataFileError(str(path), _json_reason(err), line=number, hint=hint) from None
         if not isinstance(record, dict):
             raise error_at(path, number, f"expected a JSON object, got {json_type(record)}", JSONL_HINT)
         rows.append((number, record))
     return rows
 
 
+def _json_reason(err: json.JSONDecodeError) -> str:
+    # "Unterminated string starting at" already ends in "at"
+    return f"invalid JSON: {err.msg.removesuffix(' at')} at column {err.colno}"
+
+
 def _read_json(path: Path) -> list[Row]:
     try:
         document = json.loads(_read_text(path))
     except json.JSONDecodeError as err:
-        raise DataFileError(
-            str(path), f"invalid JSON: {err.msg} at column {err.colno}", line=err.lineno, hint=JSON_HINT
-        ) from None
+        raise DataFileError(str(path), _json_reason(err), line=err.lineno, hint=JSON_HINT) from None
     if isinstance(document, dict) and isinstance(document.get("data"), list):
         document = document["data"]
     if not isinstance(document, list):
@@ -160,7 +161,11 @@ def _read_csv(path: Path) -> list[Row]:
                 continue
             if len(cells) != len(header):
                 reason = f"row has {len(cells)} fields but the header has {len(header)}"
-                raise DataFileError(str(path), reason, line=number, hint="quote fields that contain commas")
+                hint = "quote fields that contain commas"
+                if "\n" in cells[-1]:  # a quote left open swallows the lines after it
+                    reason += f": a quote opened here is still open at line {reader.line_num}"
+                    hint = 'close the quote, or write a quote inside a field as ""'
+                raise DataFileError(str(path), reason, line=number, hint=hint)
             rows.append((number, dict(zip(header, cells, strict=True))))
     except csv.Error as err:
         raise DataFileError(str(path), f"invalid CSV: {err}", line=reader.line_num) from None

@@ -5,8 +5,10 @@ The settings follow what long tasks need on Redis:
   and a worker killed mid-job leaves its message to be delivered again;
 - a visibility timeout above the longest job, so Redis does not hand a running job
   to a second worker while the first is still at it;
-- prefetch of one and the solo pool: a worker holds one job, in its main process,
-  which starts the training child;
+- prefetch of one, and the solo pool (or a pool of `--slots` threads): a worker holds
+  at most `slots` jobs, each in a thread of its own that starts the training child;
+- routing by queue (tunery.jobs.resources): a job needing g GPUs goes to
+  `<queue>.gpus-<g>`, which only workers with at least g GPUs read;
 - the database lease in `run_job` makes a second delivery a no-op while the job runs;
 - the server's `Redispatcher` re-sends a job whose runner died (lease expired)
   without waiting for the visibility timeout.
@@ -26,12 +28,14 @@ from celery import Celery, signals
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from tunery.jobs.resources import GpuPool, JobResources, job_queue, worker_queues
 from tunery.service.settings import Settings
 from tunery.store.tables import Job
 
 log = logging.getLogger("tunery.jobs")
 TASK = "tunery.run_job"
 _stopping = threading.Event()
+_gpus = GpuPool(0)  # this worker's GPUs (`tunery worker --gpus`)
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -52,10 +56,21 @@ def make_celery(settings: Settings) -> Celery:
 
 
 def run_job_task(job_id: str) -> str | None:
+    from celery import current_task
+
     from tunery.jobs.runner import run_job
 
     settings, sessions = _worker_state()
-    return run_job(job_id, sessions, settings, should_stop=_stopping.is_set)
+    with sessions() as session:
+        needs = JobResources.model_validate(
+            session.scalar(select(Job.resources).where(Job.id == job_id)) or {}
+        )
+    gpus = _gpus.take(needs.gpus)
+    try:
+        worker = current_task.request.hostname if current_task else None
+        return run_job(job_id, sessions, settings, should_stop=_stopping.is_set, worker=worker, gpus=gpus)
+    finally:
+        _gpus.give_back(gpus)
 
 
 @cache
@@ -71,15 +86,26 @@ def _on_shutdown(**_kwargs) -> None:
     _stopping.set()  # the runner stops the training; the job resumes on another worker
 
 
-def run_worker(settings: Settings, name: str | None = None, loglevel: str = "INFO") -> None:
-    """`tunery worker`: consume the job queue, one job at a time."""
+def run_worker(
+    settings: Settings,
+    name: str | None = None,
+    loglevel: str = "INFO",
+    queues: list[str] | None = None,
+    gpus: int = 0,
+    slots: int = 1,
+) -> None:
+    """`tunery worker`: consume the queues of its pools and GPUs, at most `slots` jobs at a time."""
+    global _gpus
     _worker_state()  # migrate and connect before taking work
+    _gpus = GpuPool(gpus)
     app = make_celery(settings)
+    serves = worker_queues(queues or [settings.queue], gpus)
+    log.info("worker %s: %d slots, %d GPUs, queues %s", name or "", slots, gpus, ", ".join(serves))
     argv = [
         "worker",
-        "--pool=solo",
-        "--concurrency=1",
-        f"--queues={settings.queue}",
+        "--pool=solo" if slots == 1 else "--pool=threads",
+        f"--concurrency={slots}",
+        f"--queues={','.join(serves)}",
         f"--loglevel={loglevel}",
     ]
     argv += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
@@ -107,8 +133,10 @@ class Redispatcher:
             self._thread.join(timeout)
 
     def submit(self, job_id: str) -> None:
-        self.app.send_task(TASK, args=[job_id], queue=self.settings.queue)
         with self.sessions.begin() as session:
+            resources = session.scalar(select(Job.resources).where(Job.id == job_id)) or {}
+            queue = job_queue(JobResources.model_validate(resources), self.settings.queue)
+            self.app.send_task(TASK, args=[job_id], queue=queue)
             session.execute(update(Job).where(Job.id == job_id).values(dispatched_at=time.time()))
 
     def _loop(self) -> None:

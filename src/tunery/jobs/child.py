@@ -29,7 +29,12 @@ def main(spec_path: str) -> int:
     try:
         import tunery
 
-        if (run_dir / "config.yaml").exists():
+        resume = run_dir if (run_dir / "config.yaml").exists() else None
+        if spec.get("processes", 1) > 1:  # one per GPU the worker gave the job: torchrun
+            from tunery.launch import Launch, launch_training
+
+            launch_training(spec["config"], [], resume, Launch(nproc_per_node=spec["processes"]), quiet=True)
+        elif resume is not None:
             tunery.train(resume=run_dir, quiet=True)
         else:
             tunery.train(spec["config"], quiet=True)

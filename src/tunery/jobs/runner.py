@@ -54,14 +54,19 @@ def run_job(
     settings: Settings,
     owner: str | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    worker: str | None = None,
+    gpus: list[int] | None = None,
 ) -> str | None:
-    """Run `job_id` to an end if its lease is free; returns its final status, or None if not run."""
+    """Run `job_id` to an end if its lease is free; returns its final status, or None if not run.
+
+    `worker` names the Celery worker (recorded on the job); `gpus` are the GPU ids it gave the job.
+    """
     owner = owner or default_owner()
     if not acquire_lease(sessions, job_id, owner, settings.lease_seconds):
         return None
     try:
         while True:
-            outcome = _attempt(job_id, sessions, settings, owner, should_stop)
+            outcome = _attempt(job_id, sessions, settings, owner, should_stop, worker, gpus)
             if outcome != "retry":
                 return outcome
     except Exception:
@@ -102,7 +107,7 @@ def release_lease(sessions: sessionmaker[Session], job_id: str, owner: str) -> N
         )
 
 
-def _attempt(job_id, sessions, settings: Settings, owner: str, should_stop) -> str:
+def _attempt(job_id, sessions, settings: Settings, owner: str, should_stop, worker=None, gpus=None) -> str:
     """One training process for the job: 'retry' when it died from a signal and may resume."""
     root = settings.artifacts
     with sessions.begin() as session:
@@ -124,6 +129,12 @@ def _attempt(job_id, sessions, settings: Settings, owner: str, should_stop) -> s
         checkpoint = newest_checkpoint(run_dir)
         if job.status != "running":
             transition(session, job, "running", "Fine-tuning job started")
+        if worker:
+            job.worker = worker
+            on = f"GPUs {','.join(map(str, gpus))}" if gpus else "no GPU"
+            add_event(
+                session, job, f"Running on worker {worker} ({on})", data={"worker": worker, "gpus": gpus}
+            )
         if job.attempts > 1 or checkpoint is not None:
             step = checkpoint_step(checkpoint) if checkpoint else 0
             message = (
@@ -142,6 +153,7 @@ def _attempt(job_id, sessions, settings: Settings, owner: str, should_stop) -> s
                     "run_dir": str(run_dir),
                     "failure_file": str(failure),
                     "parent_pid": os.getpid(),
+                    "processes": max(1, len(gpus or [])),  # one training process per GPU
                 }
             ),
             encoding="utf-8",
@@ -152,7 +164,7 @@ def _attempt(job_id, sessions, settings: Settings, owner: str, should_stop) -> s
                 start_new_session=True,  # its own process group: cancel signals the whole group
                 stdout=logfile,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **_visible(gpus)},
             )
         job.pid, job.host = process.pid, socket.gethostname()
     return _watch(job_id, process, run_dir, failure, sessions, settings, owner, should_stop)
@@ -189,6 +201,11 @@ def _watch(
                 job.attempts -= 1  # a deliberate stop is not a failed attempt
                 return "running"
         time.sleep(interval)
+
+
+def _visible(gpus: list[int] | None) -> dict[str, str]:
+    """The GPUs the worker gave the job are the only ones its training sees."""
+    return {"CUDA_VISIBLE_DEVICES": ",".join(map(str, gpus))} if gpus else {}
 
 
 def _stop(process: subprocess.Popen, grace: float = 3.0) -> None:
@@ -247,6 +264,10 @@ def _finish(session: Session, job: Job, returncode: int, run_dir: Path, failure:
 def failure_reason(problem: dict) -> tuple[str, str]:
     """(code, message a person can act on) for an error the training process reported."""
     kind, message = problem.get("type", "Error"), problem.get("message", "")
+    if kind == "TrainingOutOfMemory":  # its message already names the step and the settings
+        return "out_of_memory", message
+    if kind == "CheckpointError":
+        return "checkpoint_failed", message
     if kind in OUT_OF_MEMORY or "out of memory" in message.lower():
         return "out_of_memory", (
             f"out of memory ({message.splitlines()[0] if message else kind}); lower train.batch_size or "

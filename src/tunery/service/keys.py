@@ -10,6 +10,7 @@ reversed or guessed, and lets a request find its key with one indexed lookup.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 
 from sqlalchemy import select
@@ -33,5 +34,9 @@ def create_key(session: Session, project: str) -> str:
 
 
 def project_of(session: Session, secret: str) -> str | None:
-    key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(secret), ApiKey.revoked.is_(False)))
-    return key.project if key else None
+    digest = hash_key(secret)
+    key = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked.is_(False)))
+    # The lookup compares digests, not secrets; compare_digest keeps the last check constant-time too.
+    if key is None or not hmac.compare_digest(key.key_hash, digest):
+        return None
+    return key.project

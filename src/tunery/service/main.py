@@ -13,6 +13,7 @@ import tunery
 from tunery import web
 from tunery.service import errors
 from tunery.service.api.routes import datasets, files, health, inference, jobs, models, registry, runs
+from tunery.service.limits import UploadLimit
 from tunery.service.settings import Settings
 
 
@@ -34,6 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="tunery", version=tunery.__version__, lifespan=lifespan)
     errors.install(app)
+    app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
     for module in (health, files, jobs, models, datasets, runs, registry, inference):
         app.include_router(module.router)
     app.include_router(files.report_router)

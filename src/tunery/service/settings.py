@@ -41,7 +41,16 @@ class Settings(BaseSettings):
     poll_seconds: float = Field(
         1.0, gt=0, description="How often workers look for work and runners for news."
     )
-    max_upload_bytes: int = Field(512 * 1024 * 1024)
+    max_upload_bytes: int = Field(512 * 1024 * 1024, ge=1, description="Largest upload; bigger ones get 413.")
+    max_upload_rows: int = Field(1_000_000, ge=1, description="Most rows in an uploaded file; more get 413.")
+    model_roots: list[Path] | None = Field(
+        None,
+        description="Local folders a job's model may come from (JSON list); unset: any path the server can read. "
+        "URLs are always refused.",
+    )
+    allow_trust_remote_code: bool = Field(
+        False, description="Let a job set model.trust_remote_code (runs the model repository's Python code)."
+    )
 
     @model_validator(mode="after")
     def _fill_paths(self) -> Settings:

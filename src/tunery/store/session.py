@@ -36,10 +36,15 @@ def _sqlite_pragmas(connection, _record) -> None:
     cursor.close()
 
 
+READ_ONLY = "tunery_read_only"  # an execution option: this connection's transactions only read
+
+
 def _sqlite_begin_immediate(connection) -> None:
     # Take the write lock at BEGIN: a deferred transaction that reads, then writes after
     # another thread's commit fails at once with "database is locked" instead of waiting.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # Read-only ones (the API's GETs) begin deferred: in WAL mode they wait for no one.
+    read_only = connection.get_execution_options().get(READ_ONLY)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:
@@ -58,3 +63,9 @@ def migrate(engine: Engine, revision: str = "head") -> None:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def read_only_factory(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
+    """Sessions for requests that only read: on SQLite they take no write lock."""
+    engine = sessions.kw["bind"]
+    return sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)

@@ -98,6 +98,9 @@ class Job(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     dispatched_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     metrics_offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    # What it needs ({gpus, nodes, queue}: tunery.jobs.resources) and the Celery worker that runs it.
+    resources: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 class Event(Base):

@@ -33,6 +33,7 @@ def load_model(path: str, device, dtype, config, labels=None, **load_kwargs):
     model = AutoModelForSequenceClassification.from_pretrained(
         path,
         dtype=dtype,
+        trust_remote_code=config.model.trust_remote_code,
         num_labels=len(labels),
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},

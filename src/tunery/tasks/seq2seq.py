@@ -17,7 +17,9 @@ from tunery.data.types import Example
 def load_model(path: str, device, dtype, config, labels=None, **load_kwargs):
     from transformers import AutoModelForSeq2SeqLM
 
-    model = AutoModelForSeq2SeqLM.from_pretrained(path, dtype=dtype, **load_kwargs)
+    model = AutoModelForSeq2SeqLM.from_pretrained(
+        path, dtype=dtype, trust_remote_code=config.model.trust_remote_code, **load_kwargs
+    )
     return model if "device_map" in load_kwargs else model.to(device)
 
 

@@ -9,7 +9,11 @@ def load_model(path: str, device, dtype, config, labels=None, **load_kwargs):
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=dtype, attn_implementation=config.model.attn_implementation or "sdpa", **load_kwargs
+        path,
+        dtype=dtype,
+        attn_implementation=config.model.attn_implementation or "sdpa",
+        trust_remote_code=config.model.trust_remote_code,
+        **load_kwargs,
     )
     return model if "device_map" in load_kwargs else model.to(device)
 

@@ -11,6 +11,7 @@ damaged later fails verification, so resume falls back to the previous one.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -36,15 +37,40 @@ def save_checkpoint(folder: Path, step: int, model, optimizer, scheduler, state:
     final = folder / checkpoint_name(step)
     staging = folder / f".tmp-{checkpoint_name(step)}"
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    write_checkpoint_files(staging, model, optimizer, scheduler, state)
-    _write_manifest(staging)
+    try:
+        staging.mkdir()
+        write_checkpoint_files(staging, model, optimizer, scheduler, state)
+        _write_manifest(staging)
+    except Exception as err:
+        # torch.save reports a full disk as a bare RuntimeError, so look at the disk, not the error.
+        full = _out_of_space(err, folder)
+        shutil.rmtree(staging, ignore_errors=True)  # no half-written checkpoint stays behind
+        raise CheckpointError(_save_failed(folder, step, err, full)) from err
     if final.exists():
         shutil.rmtree(final)
     os.replace(staging, final)
     _fsync_dir(folder)
     prune_checkpoints(folder, keep=keep, protect={state.get("best_step")})
     return final
+
+
+def _out_of_space(err: Exception, folder: Path) -> bool:
+    if getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return True
+    if "No space left" in str(err) or "File too large" in str(err):
+        return True
+    return shutil.disk_usage(folder).free < 1 << 20
+
+
+def _save_failed(folder: Path, step: int, err: Exception, full: bool) -> str:
+    previous = latest_checkpoint(folder)
+    kept = f"{previous.name} is intact" if previous else "no earlier checkpoint exists"
+    cause = "the disk is full" if full else f"{type(err).__name__}: {err}"
+    fix = "free some space (or lower train.keep_checkpoints), then" if full else "fix that, then"
+    return (
+        f"could not save checkpoint {checkpoint_name(step)} in {folder}: {cause}. Nothing half-written was kept "
+        f"and {kept}; {fix} resume with `tunery train --resume {folder.parent}`"
+    )
 
 
 def write_checkpoint_files(target: Path, model, optimizer, scheduler, state: dict) -> None:
@@ -115,6 +141,10 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
     """Restore weights, optimizer, scheduler and RNG in place; return the loop state."""
     from tunery.methods.weights import load_weights
 
+    if not verify_checkpoint(path):
+        raise CheckpointError(
+            f"checkpoint {path} is incomplete or damaged (its {MANIFEST} manifest does not match)"
+        )
     try:
         load_weights(model, path)
     except FileNotFoundError as err:

@@ -31,6 +31,7 @@ from tunery.models import load_tokenizer, pick_device, pick_dtype, resolve_model
 from tunery.run import Run
 from tunery.tasks import get_task
 from tunery.tasks.classification import save_labels
+from tunery.training import distributed
 from tunery.training.checkpoint import (
     checkpoint_name,
     latest_checkpoint,
@@ -38,7 +39,9 @@ from tunery.training.checkpoint import (
     save_checkpoint,
     verify_checkpoint,
 )
+from tunery.training.fused_lora import use_fused_lora
 from tunery.training.loss import mean_loss, summed_loss
+from tunery.training.memory import explains_out_of_memory
 from tunery.training.progress import Progress
 
 log = logging.getLogger("tunery.training")
@@ -72,6 +75,7 @@ def train(
     else:
         cfg = load_config(config, overrides)
         run = Run.create(cfg)
+    run = distributed.for_this_rank(run)
     handler = _log_to(run)
     try:
         return _train(run, cfg, resume is not None, quiet)
@@ -82,6 +86,7 @@ def train(
     finally:
         logging.getLogger("tunery").removeHandler(handler)
         handler.close()
+        distributed.teardown()
 
 
 def _train(run: Run, cfg: TuneryConfig, resuming: bool, quiet: bool) -> Run:
@@ -90,12 +95,13 @@ def _train(run: Run, cfg: TuneryConfig, resuming: bool, quiet: bool) -> Run:
     torch.manual_seed(cfg.train.seed)
     threads = set_threads(cfg.train.threads)
     device = pick_device(cfg.model.device)
+    ranks, device = distributed.setup(cfg.distributed, cfg.train.threads, device)
     dtype = pick_dtype(cfg.model.dtype, device)
     model_path = resolve_model(cfg.model.name)
     method, task = get_method(cfg.method), get_task(cfg.task)
     if hasattr(method, "check"):
         method.check(cfg, device)  # before any weight loads: a refusal costs nothing
-    tokenizer = load_tokenizer(model_path)
+    tokenizer = load_tokenizer(model_path, cfg.model.trust_remote_code)
     if cfg.task != "classification" and ensure_chat_template(tokenizer):
         log.info("the model has no chat template; using ChatML")
     data = task.prepare(cfg, tokenizer)
@@ -108,14 +114,18 @@ def _train(run: Run, cfg: TuneryConfig, resuming: bool, quiet: bool) -> Run:
     )
     total_steps = cfg.train.max_steps or math.ceil(cfg.train.epochs * steps_per_epoch)
     model = apply_method(cfg.method, model, cfg, total_steps)
+    if cfg.train.fused_lora and (fused := use_fused_lora(model)):
+        log.info("fused LoRA forward/backward on %d layers", fused)
     if cfg.train.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     trainable, total = count_parameters(model)
+    model = distributed.wrap(model, ranks, cfg.distributed)
     optimizer, scheduler = build_optimizer(model, cfg, total_steps)
 
     state = LoopState()
     if resuming and (checkpoint := latest_checkpoint(run.checkpoints_dir)) is not None:
-        state = LoopState(**load_checkpoint(checkpoint, model, optimizer, scheduler))
+        with ranks.loading(model, optimizer):
+            state = LoopState(**load_checkpoint(checkpoint, model, optimizer, scheduler))
         log.info("resumed from %s at step %d", checkpoint.name, state.global_step)
         if hasattr(method, "at_position"):
             method.at_position(model, cfg, state.global_step, state.epoch)
@@ -141,16 +151,17 @@ def _train(run: Run, cfg: TuneryConfig, resuming: bool, quiet: bool) -> Run:
     started = time.perf_counter()
     first_step_seconds = None  # set-up plus the first optimiser step: what a user waits before progress
     tokens_at_start = state.tokens_seen
-    parts = task.loss_for(model, data, cfg)
+    parts = ranks.loss_parts(task.loss_for(model, data, cfg))
     pad_id = tokenizer.pad_token_id
-    progress = Progress(total_steps, start=state.global_step, enabled=not quiet)
+    progress = Progress(total_steps, start=state.global_step, enabled=not quiet and ranks.main)
     with progress:
         while state.global_step < total_steps and not state.stopped_early:
             steps = optimizer_steps(data.train, cfg, state.epoch)
             for micro_batches in steps[state.step_in_epoch :]:
                 model.train()
-                groups = [[data.train.examples[i] for i in batch] for batch in micro_batches]
+                groups = ranks.shard([[data.train.examples[i] for i in batch] for batch in micro_batches])
                 loss, n_tokens = train_step(model, parts, groups, cfg, device, pad_id, state.global_step)
+                loss = ranks.sync(model, loss)
                 if cfg.train.max_grad_norm:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm)
                 optimizer.step()
@@ -182,8 +193,8 @@ def _train(run: Run, cfg: TuneryConfig, resuming: bool, quiet: bool) -> Run:
                     or state.stopped_early
                     or new_best
                 ):
-                    save_checkpoint(
-                        run.checkpoints_dir, state.global_step, model, optimizer, scheduler,
+                    ranks.on_main(
+                        save_checkpoint, run.checkpoints_dir, state.global_step, model, optimizer, scheduler,
                         asdict(state) | _next_position(state, epoch_ends), keep=cfg.train.keep_checkpoints,
                     )  # fmt: skip
                 if last or state.stopped_early:
@@ -194,13 +205,13 @@ def _train(run: Run, cfg: TuneryConfig, resuming: bool, quiet: bool) -> Run:
 
     # --- save ---------------------------------------------------------------------------
     elapsed = time.perf_counter() - started
-    adapter_step = (
-        restore_best(run, state, model, optimizer, scheduler) if cfg.train.load_best else state.global_step
-    )
-    save_weights(model, run.adapter_dir, cfg.method)
-    if hasattr(data, "labels"):
-        save_labels(run.adapter_dir, data.labels)
-    tokenizer.save_pretrained(run.adapter_dir)
+    with ranks.loading(model, optimizer):
+        adapter_step = (
+            restore_best(run, state, model, optimizer, scheduler)
+            if cfg.train.load_best
+            else state.global_step
+        )
+    ranks.on_main(save_outputs, run, model, tokenizer, cfg.method, getattr(data, "labels", None))
     history = run.history()
     train_losses = [row["loss"] for row in history if "loss" in row]
     metrics = {
@@ -213,6 +224,7 @@ def _train(run: Run, cfg: TuneryConfig, resuming: bool, quiet: bool) -> Run:
         "overfitting_step": state.overfitting_step,
         "adapter_step": adapter_step,  # the step whose weights are in adapter/
         "train_seconds": round(elapsed, 2),
+        "setup_seconds": round(started - setup_started, 3),  # imports aside: config to first batch
         "first_step_seconds": first_step_seconds,
         "tokens_per_s": round((state.tokens_seen - tokens_at_start) / max(elapsed, 1e-9), 2),
     }
@@ -223,6 +235,14 @@ def _train(run: Run, cfg: TuneryConfig, resuming: bool, quiet: bool) -> Run:
         run.update_record(metrics=run.metrics | scores)
         log.info("validation: %s", scores)
     return run
+
+
+def save_outputs(run: Run, model, tokenizer, method: str, labels: list[str] | None) -> None:
+    """adapter/: the trained weights, the labels of a classifier, the tokenizer."""
+    save_weights(model, run.adapter_dir, method)
+    if labels is not None:
+        save_labels(run.adapter_dir, labels)
+    tokenizer.save_pretrained(run.adapter_dir)
 
 
 def build_optimizer(model, cfg: TuneryConfig, total_steps: int):
@@ -255,11 +275,12 @@ def optimizer_steps(train: EncodedData, cfg: TuneryConfig, epoch: int) -> list[l
     return [batches[i : i + accum] for i in range(0, len(batches), accum)]
 
 
+@explains_out_of_memory
 def train_step(model, parts, groups, cfg, device, pad_id: int, step: int) -> tuple[float, int]:
     """Forward and backward over one optimiser step's micro-batches; returns (mean token loss, supervised tokens)."""
     own_loss = hasattr(parts, "summed_loss")  # classification/seq2seq: the task collates and counts
     count = parts.count if own_loss else supervised_tokens
-    n_tokens = max(1, sum(count(group) for group in groups))
+    n_tokens = max(1, distributed.all_sum(sum(count(group) for group in groups)))  # of all ranks
     total = 0.0
     for group in groups:
         total += _forward_backward(model, parts, group, cfg, device, pad_id, n_tokens, own_loss)
@@ -368,6 +389,8 @@ def package_versions() -> dict:
 
 
 def _log_to(run: Run) -> logging.Handler:
+    if distributed.launched_rank() > 0:
+        return logging.NullHandler()  # rank 0 writes train.log
     handler = logging.FileHandler(run.path / "train.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger = logging.getLogger("tunery")

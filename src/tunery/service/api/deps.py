@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Protocol
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -15,7 +15,14 @@ from tunery.service.settings import Settings
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    with request.app.state.sessions() as session:
+    sessions = request.app.state.sessions
+    if request.method in ("GET", "HEAD"):  # reads: no write lock, so 50 readers never queue behind a job
+        if getattr(request.app.state, "read_sessions", None) is None:
+            from tunery.store.session import read_only_factory
+
+            request.app.state.read_sessions = read_only_factory(sessions)
+        sessions = request.app.state.read_sessions
+    with sessions() as session:
         yield session
 
 
@@ -36,6 +43,9 @@ def get_dispatcher(request: Request) -> Dispatcher:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+# Numbers a caller sends stay within a database integer: a huge one is a 400, never an overflow (500).
+DB_INT_MAX = 2**31 - 1
+PageLimit = Annotated[int, Query(ge=1, le=1000, description="Items per page (1 to 1000).")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
 

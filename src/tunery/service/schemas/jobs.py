@@ -4,6 +4,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tunery.jobs.resources import JobResources
 from tunery.store.tables import Checkpoint, Event, Job
 
 Status = Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
@@ -43,10 +44,13 @@ class JobCreate(BaseModel):
     hyperparameters: Hyperparameters | None = None
     method: Method | None = None
     suffix: str | None = Field(None, max_length=64)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
     metadata: dict[str, str] | None = None
     integrations: list[dict[str, Any]] | None = None
     tunery: dict[str, Any] | None = Field(None, description="tunery's training config keys (extension).")
+    resources: JobResources | None = Field(
+        None, description="tunery: GPUs and the worker queue the job needs (Celery workers; docs/deploy.md)."
+    )
 
 
 class JobError(BaseModel):
@@ -76,6 +80,8 @@ class JobPublic(BaseModel):
     estimated_finish: int | None = None
     integrations: list[dict[str, Any]] | None = None
     tunery: dict[str, Any] = Field(description="The resolved training config the job runs with.")
+    resources: JobResources = Field(default_factory=JobResources)
+    worker: str | None = Field(None, description="tunery: the Celery worker that runs (or ran) the job.")
 
     @classmethod
     def of(cls, job: Job) -> JobPublic:
@@ -84,7 +90,7 @@ class JobPublic(BaseModel):
             finished_at=job.finished_at, hyperparameters=job.hyperparameters, method=job.method, model=job.model,
             organization_id=job.project, seed=job.seed, status=job.status, trained_tokens=job.trained_tokens,
             training_file=job.training_file, validation_file=job.validation_file, metadata=job.metadata_,
-            tunery=job.config,
+            tunery=job.config, resources=job.resources or {}, worker=job.worker,
         )  # fmt: skip
 
 

@@ -7,10 +7,12 @@ under another name is `POST /api/datasets/{name}/versions`.
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 from sqlalchemy import func, select
 
-from tunery.service.api.deps import CurrentProject, SessionDep
+from tunery.service.api.deps import DB_INT_MAX, CurrentProject, SessionDep
 from tunery.service.api.routes.files import add_dataset_version, get_file
 from tunery.service.errors import ApiError, not_found
 from tunery.service.schemas.common import ListPage
@@ -65,7 +67,10 @@ def add_version(
 
 @router.get("/{name}/versions/{version}", response_model=DatasetVersionReport)
 def get_version(
-    name: str, version: int, session: SessionDep, project: CurrentProject
+    name: str,
+    version: Annotated[int, Path(ge=1, le=DB_INT_MAX)],
+    session: SessionDep,
+    project: CurrentProject,
 ) -> DatasetVersionReport:
     """A version with its validation report."""
     found = session.scalar(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -13,7 +12,7 @@ from fastapi.responses import FileResponse
 from sqlalchemy import select
 
 from tunery.jobs.lifecycle import ACTIVE
-from tunery.service.api.deps import CurrentProject, SessionDep, SettingsDep, fetch_page, get_owned
+from tunery.service.api.deps import CurrentProject, PageLimit, SessionDep, SettingsDep, fetch_page, get_owned
 from tunery.service.errors import ApiError
 from tunery.service.schemas.common import Deleted, ListPage
 from tunery.service.schemas.files import FilePublic, FileReport
@@ -34,23 +33,33 @@ def upload_file(
     """Upload training data (purpose `fine-tune`); 400 with the data checker's report if any row is bad."""
     if purpose != "fine-tune":
         raise ApiError(400, f"purpose '{purpose}' is not supported; use 'fine-tune'", param="purpose")
-    filename = Path(file.filename or "upload.jsonl").name
+    filename = display_name(file.filename)
     suffix = Path(filename).suffix.lower() or ".jsonl"
     if suffix not in SUFFIXES:
         raise ApiError(
-            400, f"{filename}: use one of {', '.join(SUFFIXES)}", code="invalid_file", param="file"
+            400,
+            f"{filename}: unsupported file type '{suffix}'; use one of {', '.join(SUFFIXES)}",
+            code="invalid_file",
+            param="file",
         )
     staging = settings.artifacts / "tmp"
     staging.mkdir(parents=True, exist_ok=True)
+    # Staged under a random name: the client's file name never reaches the file system.
     with tempfile.NamedTemporaryFile(dir=staging, suffix=suffix, delete=False) as handle:
-        shutil.copyfileobj(file.file, handle)
         temporary = Path(handle.name)
+        complete = copy_at_most(file.file, handle, settings.max_upload_bytes)
     try:
-        if temporary.stat().st_size > settings.max_upload_bytes:
+        if not complete:
             raise ApiError(
-                413, f"{filename} is over {settings.max_upload_bytes} bytes", code="file_too_large"
-            )
+                413, f"{filename} is over the upload limit of {settings.max_upload_bytes} bytes",
+                code="file_too_large", param="file",
+            )  # fmt: skip
         report = check_upload(temporary, filename)
+        if report["rows"] > settings.max_upload_rows:
+            raise ApiError(
+                413, f"{filename} has {report['rows']} rows; the upload limit is {settings.max_upload_rows}",
+                code="too_many_rows", param="file",
+            )  # fmt: skip
         file_id = new_id("file")
         stored = settings.artifacts / "files" / f"{file_id}{suffix}"
         stored.parent.mkdir(parents=True, exist_ok=True)
@@ -67,6 +76,24 @@ def upload_file(
     finally:
         temporary.unlink(missing_ok=True)
     return FilePublic.of(record)
+
+
+def display_name(raw: str | None) -> str:
+    """The client's file name, kept for display only: its last part after '/' or '\\', no control characters."""
+    name = re.split(r"[/\\]", raw or "")[-1]
+    name = "".join(ch for ch in name if ch.isprintable()).strip()
+    return name if name not in ("", ".", "..") else "upload.jsonl"
+
+
+def copy_at_most(source, target, limit: int) -> bool:
+    """Copy until `limit` bytes; False (and stop reading) when the source holds more."""
+    written = 0
+    while chunk := source.read(1 << 20):
+        written += len(chunk)
+        if written > limit:
+            return False
+        target.write(chunk)
+    return True
 
 
 def check_upload(path: Path, filename: str) -> dict:
@@ -121,7 +148,7 @@ def list_files(
     session: SessionDep,
     project: CurrentProject,
     purpose: str | None = None,
-    limit: int = 100,
+    limit: PageLimit = 100,
     after: str | None = None,
 ) -> ListPage[FilePublic]:
     query = select(File).where(File.project == project).order_by(File.seq.desc())

@@ -12,6 +12,7 @@ from tunery.jobs.lifecycle import add_event, cancel, model_id, transition
 from tunery.service.api.deps import (
     CurrentProject,
     DispatcherDep,
+    PageLimit,
     SessionDep,
     SettingsDep,
     fetch_page,
@@ -32,7 +33,7 @@ from tunery.service.schemas.jobs import (
 from tunery.store.tables import Checkpoint, Event, Job, new_id
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
-SET_BY_THE_JOB = ("model", "output_dir", "run_name")
+SET_BY_THE_JOB = ("output_dir", "run_name")
 
 
 @router.post("", response_model=JobPublic)
@@ -55,9 +56,18 @@ def create_job(
         (method.supervised and method.supervised.hyperparameters) or body.hyperparameters or Hyperparameters()
     )
     job_id = new_id("ftjob")
+    check_model(body.model, settings)
     config = job_config(
         body, hyper, job_id, settings.artifacts, training.path, validation and validation.path
     )
+    if config["model"]["trust_remote_code"] and not settings.allow_trust_remote_code:
+        raise ApiError(
+            400, "tunery.model.trust_remote_code would run the model repository's code on this server, "
+            "which does not allow it (TUNERY_ALLOW_TRUST_REMOTE_CODE)",
+            code="trust_remote_code_not_allowed", param="tunery.model.trust_remote_code",
+        )  # fmt: skip
+    if body.resources and body.resources.gpus > 1:
+        check_batch_splits(config, body.resources.gpus)
     epochs = config["train"]["epochs"]
     resolved = Hyperparameters(
         batch_size=config["train"]["batch_size"],
@@ -70,6 +80,7 @@ def create_job(
         validation_file=validation.id if validation else None, suffix=body.suffix, seed=config["train"]["seed"],
         hyperparameters=resolved.model_dump(), method=method.model_dump(), config=config, metadata_=body.metadata,
         status="validating_files", run_dir=f"jobs/{job_id}",
+        resources=(body.resources.model_dump() if body.resources else None),
     )  # fmt: skip
     session.add(job)
     session.flush()  # the events refer to it
@@ -86,6 +97,16 @@ def create_job(
 DEFAULT_LR = 2e-4  # TrainConfig.lr's default: learning_rate_multiplier scales it
 
 
+def check_model(name: str, settings) -> None:
+    """A job's model may not be a URL, nor a local path outside the server's model roots."""
+    from tunery.models import ModelNotFoundError, check_model_allowed
+
+    try:
+        check_model_allowed(name, settings.model_roots)
+    except ModelNotFoundError as err:
+        raise ApiError(400, str(err), code="model_not_allowed", param="model") from None
+
+
 def job_config(
     body: JobCreate, hyper: Hyperparameters, job_id: str, root: Path, train: str, valid: str | None
 ) -> dict:
@@ -96,6 +117,13 @@ def job_config(
     for key in SET_BY_THE_JOB:
         if key in extension:
             raise ApiError(400, f"tunery.{key} is set by the job; leave it out", param=f"tunery.{key}")
+    model = extension.pop("model", None) or {}
+    if not isinstance(model, dict) or "name" in model:
+        raise ApiError(
+            400,
+            "the model is the job's `model`; tunery.model takes only its other keys",
+            param="tunery.model",
+        )
     data = extension.pop("data", {}) or {}
     if "train" in data or "validation" in data:
         raise ApiError(400, "the data files are training_file and validation_file", param="tunery.data")
@@ -111,12 +139,23 @@ def job_config(
     data["train"] = str(root / train)
     if valid:
         data["validation"] = str(root / valid)
-    raw = {**extension, "model": body.model, "data": data, "train": train_section}
+    raw = {**extension, "model": {**model, "name": body.model}, "data": data, "train": train_section}
     raw |= {"output_dir": str(root / "jobs"), "run_name": job_id}
     try:
         return load_config(raw).model_dump()
     except ConfigError as err:
         raise ApiError(400, str(err), code="invalid_config", param="tunery") from None
+
+
+def check_batch_splits(config: dict, gpus: int) -> None:
+    """A job on several GPUs splits train.batch_size (the global micro-batch) evenly over them."""
+    from tunery.config import ConfigError, load_config
+    from tunery.launch import micro_batch_per_process
+
+    try:
+        micro_batch_per_process(load_config(config), gpus)
+    except ConfigError as err:
+        raise ApiError(400, str(err), code="invalid_config", param="resources.gpus") from None
 
 
 def get_job(session, project: str, job_id: str) -> Job:
@@ -125,7 +164,7 @@ def get_job(session, project: str, job_id: str) -> Job:
 
 @router.get("", response_model=ListPage[JobPublic])
 def list_jobs(
-    session: SessionDep, project: CurrentProject, after: str | None = None, limit: int = 20
+    session: SessionDep, project: CurrentProject, after: str | None = None, limit: PageLimit = 20
 ) -> ListPage[JobPublic]:
     """Newest first; `after` is the last id of the previous page."""
     query = select(Job).where(Job.project == project).order_by(Job.seq.desc())
@@ -153,7 +192,7 @@ def cancel_job(job_id: str, session: SessionDep, project: CurrentProject) -> Job
 
 @router.get("/{job_id}/events", response_model=ListPage[EventPublic])
 def list_events(
-    job_id: str, session: SessionDep, project: CurrentProject, after: str | None = None, limit: int = 20
+    job_id: str, session: SessionDep, project: CurrentProject, after: str | None = None, limit: PageLimit = 20
 ) -> ListPage[EventPublic]:
     """Newest first, as OpenAI lists them; `after` pages back in time."""
     job = get_job(session, project, job_id)
@@ -174,7 +213,7 @@ def list_checkpoints(
     project: CurrentProject,
     settings: SettingsDep,
     after: str | None = None,
-    limit: int = 10,
+    limit: PageLimit = 10,
 ) -> ListPage[CheckpointPublic]:
     """Every checkpoint the job saved, newest first; `on_disk` says whether pruning has kept it."""
     job = get_job(session, project, job_id)

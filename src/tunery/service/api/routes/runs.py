@@ -14,15 +14,11 @@ router = APIRouter(prefix="/api", tags=["runs"])
 
 
 def _read(settings, job) -> tuple[dict, list[dict]]:
+    from tunery.run import Run
+
     run_dir = settings.artifacts / job.run_dir
     record = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
-    metrics = run_dir / "metrics.jsonl"
-    rows = (
-        [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-        if metrics.exists()
-        else []
-    )
-    return record, rows
+    return record, Run(run_dir).history()  # only complete lines: training may be writing the next
 
 
 @router.get("/runs/{job_id}", response_model=RunPublic)
