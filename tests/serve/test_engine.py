@@ -27,9 +27,10 @@ def test_a_mixed_adapter_batch_equals_each_request_alone(engine, tiny_model_dir,
     jobs = [(t, engine.encode_chat(t, [{"role": "user", "content": p}])) for t in targets for p in PROMPTS]
     greedy = Sampling(max_tokens=10, temperature=0)
     alone = [answer(engine.submit(t, prompt, greedy)) for t, prompt in jobs]
+    engine.batch_sizes.clear()
     streams = [engine.submit(t, prompt, greedy) for t, prompt in jobs]  # arrive within one window
     together = [answer(stream) for stream in streams]
-    assert engine.batch_sizes[-1] == len(jobs), "all nine requests should run as one batch"
+    assert max(engine.batch_sizes) == len(jobs), "all nine requests should run as one batch"
     assert [(text, f.completion_tokens) for text, f in together] == [
         (text, f.completion_tokens) for text, f in alone
     ]
@@ -49,3 +50,62 @@ def test_adapters_beyond_the_limit_evict_the_least_recently_used(engine, two_run
     slot = engine.slots[targets[0].slot]
     assert list(slot.adapters) == [targets[1].adapter, targets[2].adapter]
     assert targets[0].adapter != BASE
+
+
+def test_a_request_arriving_mid_generation_joins_the_running_batch(engine, tiny_model_dir, two_runs):
+    base, beta = Target.for_base(str(tiny_model_dir)), Target.for_run(two_runs[1])
+    long = Sampling(max_tokens=120, temperature=0)  # the bare tiny model runs to the length limit
+    short = Sampling(max_tokens=4, temperature=0)
+    first_prompt = engine.encode_chat(base, [{"role": "user", "content": PROMPTS[2]}])
+    second_prompt = engine.encode_text(beta, "item 5")  # shorter: its cache row is padded on joining
+    alone = [
+        answer(engine.submit(base, first_prompt, long)),
+        answer(engine.submit(beta, second_prompt, short)),
+    ]
+    engine.batch_sizes.clear()
+    first = engine.submit(base, first_prompt, long).events()
+    pieces = [next(first)]  # the first is generating now
+    second = answer(engine.submit(beta, second_prompt, short))
+    pieces += list(first)
+    together = ["".join(e.text for e in pieces if isinstance(e, Token)), second[0]]
+    assert alone[0][1].completion_tokens == 120, "the first should still be generating when the second comes"
+    assert max(engine.batch_sizes) == 2, "the second request ran beside the first"
+    assert together == [text for text, _ in alone]
+
+
+def test_with_one_adapter_slot_a_request_for_another_adapter_waits_for_it(tiny_model_dir, two_runs):
+    engine = Engine(max_adapters=1, window_s=0.05).start()
+    try:
+        targets = [Target.for_run(run) for run in two_runs]
+        prompt = engine.encode_text(targets[0], "item 3")
+        greedy = Sampling(max_tokens=6, temperature=0)
+        alone = [answer(engine.submit(t, prompt, greedy))[0] for t in targets]
+        together = [answer(s)[0] for s in [engine.submit(t, prompt, greedy) for t in targets]]
+        assert together == alone and alone[0] != alone[1]
+    finally:
+        engine.stop()
+
+
+SYSTEM = {"role": "system", "content": "Extract the order as compact JSON and say nothing else."}
+
+
+def test_a_prompt_sharing_a_cached_start_prefills_only_the_rest_and_answers_the_same(
+    tiny_model_dir, two_runs
+):
+    targets = [Target.for_base(str(tiny_model_dir)), Target.for_run(two_runs[0])]
+    greedy = Sampling(max_tokens=8, temperature=0)
+    answers = {}
+    for prefix_tokens in (0, 1024):
+        engine = Engine(prefix_tokens=prefix_tokens).start()
+        try:
+            prompts = [
+                engine.encode_chat(targets[0], [SYSTEM, {"role": "user", "content": p}]) for p in PROMPTS
+            ]
+            answers[prefix_tokens] = [
+                answer(engine.submit(t, p, greedy))[0] for t in targets for p in prompts
+            ]
+            hits = engine.slot(targets[0]).batch.prefixes.hits if prefix_tokens else 0
+        finally:
+            engine.stop()
+    assert hits >= 4 * 8, "the later prompts of each model reuse the system prompt's keys and values"
+    assert answers[1024] == answers[0]

@@ -1,4 +1,4 @@
-"""One copy of each base model in memory, many adapters on it, concurrent requests batched together.
+"""One copy of each base model in memory, many adapters on it, concurrent requests batched continuously.
 
     engine = Engine(max_adapters=8).start()
     target = Target.for_run("runs/a")                       # or Target.for_base("smollm2-135m-instruct")
@@ -7,33 +7,39 @@
         print(event)                                          # Token(text=...) ... Finish(...)
     engine.stop()
 
-Why our own decode loop rather than `model.generate`: the rows of one batch each have their own
-adapter (PEFT's mixed-adapter batches, `adapter_names=[...]` with "__base__" for the bare model),
-their own sampling settings, seed, stop strings and length, and they stream tokens as they come.
-Batching: a background thread waits for a request, gathers what else arrives within `window_s`
-(dynamic batching), and runs the requests that share one base model as one batch, left padded
-with an attention mask and explicit positions so a row gives the same greedy tokens batched as alone.
+A background thread runs the loop: take the requests that arrived since the last step, start those
+that fit (prefill, then join the running batch of their model: `scheduler.RunningBatch`), then one
+decode step for every running sequence; finished ones leave at once and their tokens stream as they
+come. A quiet engine waits `window_s` after the first request so that requests arriving together
+prefill together. Plain LoRA adapters share their base model and run in one pass whatever the mix
+(`grouped_lora.AdapterBank`, least recently used adapters give way beyond `max_adapters`). A prompt
+that starts like a recent one of the same adapter (a shared system prompt) prefills only the rest
+(`prefix_cache.PrefixCache`, `prefix_tokens` prompt tokens kept per model).
 
-Adapters that cannot join mixed batches (DoRA, IA3, prefix/prompt tuning, full or partial
-fine-tunes) get a model of their own, loaded with `tunery.inference.load_run_model` and served
-one request at a time.
+Adapters that cannot be grouped (DoRA, IA3, PiSSA, modules trained in full, full or partial
+fine-tunes) get a model of their own, loaded with `tunery.inference.load_run_model`, batched the
+same way; prefix/prompt tuning changes the cache, so those are served one request at a time with
+`generate`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
-import queue
 import threading
 import time
-from collections import OrderedDict
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-BASE = "__base__"  # PEFT's name for "no adapter" in a mixed batch
+from tunery.serve.grouped_lora import BASE, AdapterBank, groupable
+from tunery.serve.prefix_cache import PrefixCache
+from tunery.serve.scheduler import Row, RunningBatch
+from tunery.serve.stream import Failure, Finish, Stream, Token
+
+__all__ = ["BASE", "Engine", "Failure", "Finish", "Sampling", "Stream", "Target", "Token"]
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,7 @@ class Target:
 
     base: str  # what `resolve_model` loads: a directory, alias or hub id
     run_dir: Path | None = None
-    shared: bool = True  # runs on the shared base (LoRA without DoRA) rather than on a model of its own
+    shared: bool = True  # runs on the shared base (plain LoRA) rather than on a model of its own
 
     @classmethod
     def for_base(cls, name: str) -> Target:
@@ -67,74 +73,21 @@ class Target:
         run = Run.open(run_dir)
         if run.config.task == "classification":
             raise ValueError(f"{run.path} is a classification run; it has no text to generate")
-        return cls(base=resolve_model(run.config.model.name), run_dir=run.path, shared=mixes(run.adapter_dir))
+        return cls(
+            base=resolve_model(run.config.model.name), run_dir=run.path, shared=groupable(run.adapter_dir)
+        )
 
     @property
     def adapter(self) -> str:
-        """The adapter's name inside the PEFT model (module names allow no dots)."""
-        if self.run_dir is None:
+        """The adapter's name in its model's adapter bank."""
+        if self.run_dir is None or not self.shared:
             return BASE
         return "a" + hashlib.sha1(str(self.run_dir.resolve()).encode()).hexdigest()[:12]
 
     @property
     def slot(self) -> str:
-        """Requests with the same slot share one model and so one batch."""
+        """Requests with the same slot share one model and so one running batch."""
         return self.base if self.shared else f"{self.base}+{self.run_dir}"
-
-
-def mixes(adapter_dir: Path) -> bool:
-    """Whether PEFT can run this adapter in a mixed-adapter batch: plain LoRA (also rsLoRA, PiSSA...)."""
-    config_file = adapter_dir / "adapter_config.json"
-    if not config_file.exists():
-        return False  # full / freeze fine-tunes store trained tensors, no PEFT adapter
-    config = json.loads(config_file.read_text())
-    return config.get("peft_type") == "LORA" and not config.get("use_dora")
-
-
-@dataclass
-class Token:
-    text: str
-
-
-@dataclass
-class Finish:
-    reason: str  # "stop" | "length"
-    prompt_tokens: int
-    completion_tokens: int
-
-
-@dataclass
-class Failure:
-    message: str
-
-
-class Stream:
-    """The events of one request, handed from the engine thread to a thread or an asyncio loop."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop | None = None):
-        self._loop = loop
-        self._async: asyncio.Queue | None = asyncio.Queue() if loop else None
-        self._sync: queue.SimpleQueue = queue.SimpleQueue()
-
-    def put(self, event) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._async.put_nowait, event)
-        else:
-            self._sync.put(event)
-
-    def events(self):
-        while True:
-            event = self._sync.get()
-            yield event
-            if not isinstance(event, Token):
-                return
-
-    async def aevents(self):
-        while True:
-            event = await self._async.get()
-            yield event
-            if not isinstance(event, Token):
-                return
 
 
 @dataclass
@@ -147,42 +100,50 @@ class Request:
 
 
 class Slot:
-    """A model in memory and its tokenizer; a shared slot keeps up to `max_adapters` adapters, LRU."""
+    """A model in memory, its tokenizer and its running batch; a shared slot also has an adapter bank."""
 
-    def __init__(self, model, tokenizer, max_adapters: int):
-        self.model, self.tokenizer, self.max_adapters = model, tokenizer, max_adapters
-        self.adapters: OrderedDict[str, Path] = OrderedDict()
+    def __init__(self, model, tokenizer, bank: AdapterBank | None, sizes: deque, prefix_tokens: int = 0):
+        self.model, self.tokenizer, self.bank = model, tokenizer, bank
         self.device = next(model.parameters()).device
         eos = model.generation_config.eos_token_id
         self.eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self.eos.add(tokenizer.eos_token_id)
+        config = getattr(model, "active_peft_config", None)
+        self.prompt_learning = bool(config is not None and config.is_prompt_learning)
+        self.batch = RunningBatch(
+            model, tokenizer.pad_token_id, bank, sizes, PrefixCache(prefix_tokens) if prefix_tokens else None
+        )
 
-    def ensure_adapters(self, targets: list[Target]) -> None:
-        """Load the batch's adapters (the least recently used others give way)."""
-        from peft import PeftModel
+    @property
+    def adapters(self) -> list[str]:
+        """Loaded adapters, least recently used first."""
+        return list(self.bank.slot_of) if self.bank is not None else []
 
-        needed = {t.adapter: t.run_dir / "adapter" for t in targets if t.run_dir is not None}
-        for name, folder in needed.items():
-            if name in self.adapters:
-                self.adapters.move_to_end(name)
-                continue
-            if isinstance(self.model, PeftModel):
-                self.model.load_adapter(folder, adapter_name=name)
-            else:
-                self.model = PeftModel.from_pretrained(self.model, folder, adapter_name=name)
-            self.model.eval()
-            self.adapters[name] = folder
-        while len(self.adapters) > self.max_adapters:
-            oldest = next(iter(self.adapters))
-            if oldest in needed:
-                break
-            self.model.delete_adapter(oldest)
-            del self.adapters[oldest]
+    def row(self, request: Request) -> Row:
+        return Row(request, self.tokenizer, self.eos, self.device)
+
+    def make_room(self, adapter: str, run_dir: Path | None, starting: list[Row]) -> bool:
+        """Load the adapter if needed; False while every adapter slot serves running rows."""
+        if self.bank is None or adapter == BASE:
+            return True
+        if adapter in self.bank:
+            self.bank.touch(adapter)
+            return True
+        in_use = self.batch.adapters | {row.adapter for row in starting}
+        if len(self.bank.slot_of) >= self.bank.capacity and all(name in in_use for name in self.bank.slot_of):
+            return False
+        self.bank.load(adapter, run_dir / "adapter", keep=in_use)
+        return True
 
 
 class Engine:
     def __init__(
-        self, max_adapters: int = 8, max_batch: int = 32, window_s: float = 0.01, device: str = "auto"
+        self,
+        max_adapters: int = 8,
+        max_batch: int = 32,
+        window_s: float = 0.01,
+        device: str = "auto",
+        prefix_tokens: int = 1024,
     ):
         self.max_adapters, self.max_batch, self.window_s, self.device = (
             max_adapters,
@@ -190,13 +151,16 @@ class Engine:
             window_s,
             device,
         )
+        self.prefix_tokens = prefix_tokens  # prompt tokens whose keys/values are kept per model (0: none)
         self.slots: dict[str, Slot] = {}
         self._load_lock = threading.Lock()
         self._pending: list[Request] = []
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopping = False
-        self.batch_sizes: list[int] = []  # of recent batches, for tests and the benchmark
+        self.batch_sizes: deque[int] = deque(
+            maxlen=10_000
+        )  # rows per forward pass, for tests and the benchmark
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> Engine:
@@ -240,43 +204,72 @@ class Engine:
             self._wake.notify()
         return request.stream
 
-    # -- the batching loop -----------------------------------------------------------------------
+    # -- the scheduling loop ---------------------------------------------------------------------
     def _loop(self) -> None:
-        while True:
-            batch = self._next_batch()
-            if batch is None:
-                return
-            self.batch_sizes = [*self.batch_sizes[-99:], len(batch)]
-            try:
-                self._run(batch)
-            except Exception as err:  # a broken batch fails its requests, not the server
-                for request in batch:
-                    request.stream.put(Failure(f"{type(err).__name__}: {err}"))
+        while (arrivals := self._arrivals()) is not None:
+            self._admit(arrivals)
+            for slot in list(self.slots.values()):
+                if slot.batch.rows:
+                    self._guarded(slot, slot.batch.step, slot.batch.rows)
+        message = "the server is stopping"
+        for request in self._pending:
+            request.stream.put(Failure(message))
+        for slot in list(self.slots.values()):
+            slot.batch.fail_all(message)
 
-    def _next_batch(self) -> list[Request] | None:
+    def _arrivals(self) -> list[Request] | None:
+        """The requests that arrived since the last step; blocks while there is nothing to do."""
         with self._wake:
-            while not self._pending and not self._stopping:
+            idle = not any(slot.batch.rows for slot in self.slots.values())
+            while idle and not self._pending and not self._stopping:
                 self._wake.wait()
             if self._stopping:
                 return None
-        time.sleep(self.window_s)  # let concurrent requests arrive and join
+        if idle:
+            time.sleep(self.window_s)  # let requests that arrive together prefill together
         with self._wake:
-            batch = take_batch(self._pending, self.max_batch, self.max_adapters)
-            self._pending = [r for r in self._pending if all(r is not b for b in batch)]
-        return batch
+            arrivals, self._pending = self._pending, []
+        return arrivals
 
-    def _run(self, batch: list[Request]) -> None:
-        slot = self.slots[batch[0].target.slot]
-        if batch[0].target.shared:
-            slot.ensure_adapters([r.target for r in batch])
-        if (
-            getattr(slot.model, "active_peft_config", None)
-            and slot.model.active_peft_config.is_prompt_learning
-        ):
-            for request in batch:  # prefix / prompt tuning change the cache; let generate() handle it
-                generate_alone(slot, request)
-            return
-        decode(slot, batch, mixed=batch[0].target.shared)
+    def _admit(self, arrivals: list[Request]) -> None:
+        """Start what fits (per model `max_batch` rows, `max_adapters` adapters in use); the rest waits."""
+        starting: dict[str, list[Row]] = {}
+        waiting = []
+        for request in arrivals:
+            try:
+                slot = self.slot(request.target)
+                if slot.prompt_learning:
+                    generate_alone(slot, slot.row(request))
+                    continue
+                rows = starting.setdefault(request.target.slot, [])
+                target = request.target
+                if len(slot.batch.rows) + len(rows) >= self.max_batch or not slot.make_room(
+                    target.adapter, target.run_dir, rows
+                ):
+                    waiting.append(request)
+                    continue
+                rows.append(slot.row(request))
+            except Exception as err:  # a model or adapter that cannot load fails its request, not the server
+                request.stream.put(Failure(f"{type(err).__name__}: {err}"))
+        with self._wake:
+            self._pending = waiting + self._pending
+        for key, rows in starting.items():
+            if rows:
+                slot = self.slots[key]
+                self._guarded(slot, lambda slot=slot, rows=rows: slot.batch.admit(rows), rows)
+
+    @staticmethod
+    def _guarded(slot: Slot, work, rows: list[Row]) -> None:
+        """Run a prefill or step; if it breaks, its rows fail (and the batch, if they had joined it)."""
+        try:
+            work()
+        except Exception as err:
+            message = f"{type(err).__name__}: {err}"
+            joined = any(row in slot.batch.rows for row in rows)
+            for row in rows:
+                row.fail(message)
+            if joined:
+                slot.batch.fail_all(message)
 
     def _load(self, target: Target) -> Slot:
         from tunery.data.tokenize import ensure_chat_template
@@ -286,117 +279,20 @@ class Engine:
             from tunery.inference import load_run_model
 
             model, tokenizer = load_run_model(target.run_dir, device=self.device)
-            return Slot(model.eval(), tokenizer, self.max_adapters)
+            return Slot(model.eval(), tokenizer, None, self.batch_sizes, self.prefix_tokens)
         device = pick_device(self.device)
         model, tokenizer = load_causal_lm(target.base, device, pick_dtype("auto", device))
         ensure_chat_template(tokenizer)
-        return Slot(model.eval(), tokenizer, self.max_adapters)
-
-
-def take_batch(pending: list[Request], max_batch: int, max_adapters: int) -> list[Request]:
-    """The oldest request and those after it that share its model, within the batch and adapter limits."""
-    first = pending[0]
-    batch, adapters = [], set()
-    for request in pending:
-        if request.target.slot != first.target.slot or len(batch) == max_batch:
-            continue
-        if not first.target.shared and batch:
-            break  # a model of its own serves one request at a time
-        name = request.target.adapter
-        if name != BASE and name not in adapters and len(adapters) == max_adapters:
-            continue
-        if name != BASE:
-            adapters.add(name)
-        batch.append(request)
-    return batch
-
-
-class Row:
-    """One request's answer as it grows: stop strings, EOS, length, and the text not yet streamed."""
-
-    def __init__(self, request: Request, slot: Slot):
-        self.request, self.slot, self.tokens, self.sent, self.done = request, slot, [], 0, False
-        seed = request.sampling.seed
-        self.generator = torch.Generator(device=slot.device)
-        self.generator.manual_seed(seed if seed is not None else torch.seed())
-
-    def choose(self, logits: torch.Tensor) -> int:
-        """Next token from one row's last logits (vocab,)."""
-        sampling = self.request.sampling
-        if sampling.temperature < 1e-5:
-            return int(logits.argmax())
-        probs = torch.softmax(logits.float() / sampling.temperature, dim=-1)
-        if sampling.top_p < 1.0:
-            sorted_probs, order = probs.sort(descending=True)
-            outside = sorted_probs.cumsum(-1) - sorted_probs > sampling.top_p  # always keeps the top token
-            probs = probs.scatter(0, order, sorted_probs.masked_fill(outside, 0.0))
-        return int(torch.multinomial(probs, 1, generator=self.generator))
-
-    def add(self, token: int) -> None:
-        sampling = self.request.sampling
-        self.tokens.append(token)
-        if token in self.slot.eos:
-            return self.finish("stop", self.text(exclude_last=True))
-        text = self.text()
-        for stop in sampling.stop:
-            if (at := text.find(stop, max(0, self.sent - len(stop)))) >= 0:
-                return self.finish("stop", text[:at])
-        if len(self.tokens) >= sampling.max_tokens:
-            return self.finish("length", text)
-        # hold back what could be the start of a stop string, and half a multi-byte character
-        hold = max((len(s) - 1 for s in sampling.stop), default=0)
-        safe = len(text) - hold if not text.endswith("\ufffd") else len(text.rstrip("\ufffd")) - hold
-        if safe > self.sent:
-            self.request.stream.put(Token(text[self.sent : safe]))
-            self.sent = safe
-
-    def text(self, exclude_last: bool = False) -> str:
-        tokens = self.tokens[:-1] if exclude_last else self.tokens
-        return self.slot.tokenizer.decode(tokens, skip_special_tokens=True)
-
-    def finish(self, reason: str, text: str) -> None:
-        if len(text) > self.sent:
-            self.request.stream.put(Token(text[self.sent :]))
-        self.request.stream.put(Finish(reason, len(self.request.prompt), len(self.tokens)))
-        self.done = True
+        model.eval().requires_grad_(False)
+        bank = AdapterBank(model, self.max_adapters)
+        return Slot(model, tokenizer, bank, self.batch_sizes, self.prefix_tokens)
 
 
 @torch.inference_mode()
-def decode(slot: Slot, batch: list[Request], mixed: bool) -> None:
-    """Prefill the left-padded prompts, then one token per row per step until every row is done."""
-    rows = [Row(request, slot) for request in batch]
-    width = max(len(r.prompt) for r in batch)
-    pad = slot.tokenizer.pad_token_id
-    ids = torch.tensor([[pad] * (width - len(r.prompt)) + r.prompt for r in batch], device=slot.device)
-    mask = torch.tensor(
-        [[0] * (width - len(r.prompt)) + [1] * len(r.prompt) for r in batch], device=slot.device
-    )
-    extra = {"adapter_names": [r.target.adapter for r in batch]} if mixed and slot.adapters else {}
-    cache, step_ids = None, ids
-    while True:
-        # positions count real tokens only, so a padded row sees the positions it would see alone
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -step_ids.shape[1] :]
-        out = slot.model(
-            input_ids=step_ids, attention_mask=mask, position_ids=positions,
-            past_key_values=cache, use_cache=True, **extra,
-        )  # fmt: skip
-        cache, logits = out.past_key_values, out.logits[:, -1, :]  # (batch, vocab)
-        chosen = []
-        for i, row in enumerate(rows):
-            token = row.choose(logits[i]) if not row.done else pad
-            if not row.done:
-                row.add(token)
-            chosen.append(token)
-        if all(row.done for row in rows):
-            return
-        step_ids = torch.tensor(chosen, device=slot.device).unsqueeze(-1)
-        mask = torch.cat([mask, torch.ones_like(step_ids)], dim=1)
-
-
-@torch.inference_mode()
-def generate_alone(slot: Slot, request: Request) -> None:
+def generate_alone(slot: Slot, row: Row) -> None:
     """One request on a prompt-learning model with `generate`; the answer comes as one piece."""
-    sampling, row = request.sampling, Row(request, slot)
+    request = row.request
+    sampling = request.sampling
     if sampling.seed is not None:
         torch.manual_seed(sampling.seed)
     ids = torch.tensor([request.prompt], device=slot.device)

@@ -1,0 +1,323 @@
+"""Continuous batching: every running sequence of one model advances one token per step; new requests
+join between steps and finished ones leave at once.
+
+    batch = RunningBatch(model, tokenizer.pad_token_id, bank)   # bank: the model's AdapterBank, or None
+    batch.admit(rows)       # prefill the new rows together, then join their cache rows to the running ones
+    while batch.rows:
+        batch.step()        # one token for every row; rows that are done leave the batch
+
+Why our own loop rather than `model.generate` or transformers' continuous batching
+(`generation/continuous_batching`, paged attention, no notion of a per-request adapter): each row
+has its own adapter (routed through `AdapterBank`), sampling settings, seed, stop strings and
+length, and streams its text as it grows. New rows of similar prompt length prefill together
+(`similar_lengths`: little padding); a prompt that starts like a recent one of the same adapter
+prefills only the rest (`PrefixCache`). The rows share one `DynamicCache`, left padded: a row's cache holds
+its real tokens at the right end, the attention mask hides the padding and explicit positions
+count real tokens only, so a row gets the same greedy tokens in any batch as alone. Joining pads
+the shorter cache on the left; leaving selects the remaining rows and drops the columns that are
+padding for all of them.
+
+Host syncs: one per step, the chosen tokens (`tolist()`), which the stop strings and streaming
+need; masks, positions and next inputs stay on the model's device, and the cache layers
+(`GrowingLayer`) grow in place instead of being copied at every step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import nullcontext
+
+import torch
+from torch.nn import functional
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+from tunery.serve.prefix_cache import PrefixCache
+from tunery.serve.stream import Failure, Finish, Token
+
+
+class Row:
+    """One request's answer as it grows: stop strings, EOS, length, and the text not yet streamed."""
+
+    def __init__(self, request, tokenizer, eos: set[int], device):
+        self.request, self.tokenizer, self.eos = request, tokenizer, eos
+        self.tokens: list[int] = []
+        self.sent, self.done = 0, False
+        seed = request.sampling.seed
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed if seed is not None else torch.seed())
+
+    @property
+    def adapter(self) -> str:
+        return self.request.target.adapter
+
+    @property
+    def cached(self) -> int:
+        """Real tokens in this row's cache once the last chosen token has been fed back."""
+        return len(self.request.prompt) + len(self.tokens) - 1
+
+    def sample(self, logits: torch.Tensor) -> torch.Tensor:
+        """A token (0-d tensor, on the logits' device) from one row's last logits (vocab,)."""
+        sampling = self.request.sampling
+        probs = torch.softmax(logits.float() / sampling.temperature, dim=-1)
+        if sampling.top_p < 1.0:
+            sorted_probs, order = probs.sort(descending=True)
+            outside = sorted_probs.cumsum(-1) - sorted_probs > sampling.top_p  # always keeps the top token
+            probs = probs.scatter(0, order, sorted_probs.masked_fill(outside, 0.0))
+        return torch.multinomial(probs, 1, generator=self.generator)[0]
+
+    @property
+    def greedy(self) -> bool:
+        return self.request.sampling.temperature < 1e-5
+
+    def add(self, token: int) -> None:
+        sampling = self.request.sampling
+        self.tokens.append(token)
+        if token in self.eos:
+            return self.finish("stop", self.text(exclude_last=True))
+        text = self.text()
+        for stop in sampling.stop:
+            if (at := text.find(stop, max(0, self.sent - len(stop)))) >= 0:
+                return self.finish("stop", text[:at])
+        if len(self.tokens) >= sampling.max_tokens:
+            return self.finish("length", text)
+        # hold back what could be the start of a stop string, and half a multi-byte character
+        hold = max((len(s) - 1 for s in sampling.stop), default=0)
+        safe = len(text) - hold if not text.endswith("\ufffd") else len(text.rstrip("\ufffd")) - hold
+        if safe > self.sent:
+            self.request.stream.put(Token(text[self.sent : safe]))
+            self.sent = safe
+
+    def text(self, exclude_last: bool = False) -> str:
+        tokens = self.tokens[:-1] if exclude_last else self.tokens
+        return self.tokenizer.decode(tokens, skip_special_tokens=True)
+
+    def finish(self, reason: str, text: str) -> None:
+        if len(text) > self.sent:
+            self.request.stream.put(Token(text[self.sent :]))
+        self.request.stream.put(Finish(reason, len(self.request.prompt), len(self.tokens)))
+        self.done = True
+
+    def fail(self, message: str) -> None:
+        if not self.done:
+            self.request.stream.put(Failure(message))
+            self.done = True
+
+
+def choose(rows: Sequence[Row], logits: torch.Tensor) -> torch.Tensor:
+    """Next token per row (batch,) on the logits' device: argmax for greedy rows, a seeded sample otherwise."""
+    chosen = logits.argmax(-1)
+    for i, row in enumerate(rows):
+        if not row.greedy:
+            chosen[i] = row.sample(logits[i])
+    return chosen
+
+
+class RunningBatch:
+    """The sequences one model is generating; `admit` and `step` are called from the engine thread only."""
+
+    def __init__(self, model, pad_token_id: int, bank=None, sizes=None, prefixes: PrefixCache | None = None):
+        self.model, self.pad, self.bank, self.prefixes = model, pad_token_id, bank, prefixes
+        self.device = next(model.parameters()).device
+        self.rows: list[Row] = []
+        self.cache = None  # DynamicCache, (batch, kv heads, width, head dim) per layer
+        self.mask: torch.Tensor | None = None  # (batch, width) 1 for real tokens
+        self.positions: torch.Tensor | None = None  # (batch, 1) the next token's position
+        self.next_ids: torch.Tensor | None = None  # (batch, 1) the last chosen tokens, fed next step
+        self.sizes = sizes if sizes is not None else []  # rows per forward pass, for tests and the benchmark
+
+    @property
+    def adapters(self) -> set[str]:
+        return {row.adapter for row in self.rows}
+
+    @torch.inference_mode()
+    def admit(self, rows: list[Row]) -> None:
+        """Prefill the new rows (those of similar length together), choose their first tokens and
+        join them to the batch."""
+        fresh, prefilled = [], []
+        for row in rows:
+            shared, layers = (
+                self.prefixes.longest(row.adapter, row.request.prompt) if self.prefixes else (0, None)
+            )
+            if layers is None:
+                fresh.append(row)
+            else:
+                prefilled.append(([row], self._prefill_rest(row, shared, layers)))
+        prefilled += [(group, self._prefill(group)) for group in similar_lengths(fresh)]
+        self.sizes.append(len(self.rows))
+        for group, chosen in prefilled:
+            for row, token in zip(group, chosen.tolist(), strict=True):
+                row.add(token)
+        self._retire_finished()
+
+    def _prefill(self, rows: list[Row]) -> torch.Tensor:
+        """Left padded prompts through the model into a cache of their own, joined to the batch's."""
+        width = max(len(r.request.prompt) for r in rows)
+        ids = [[self.pad] * (width - len(r.request.prompt)) + r.request.prompt for r in rows]
+        ids = torch.tensor(ids, device=self.device)
+        mask = torch.tensor(
+            [[0] * (width - len(r.request.prompt)) + [1] * len(r.request.prompt) for r in rows],
+            device=self.device,
+        )
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # real tokens only, as the row would see alone
+        cache = growing_cache()
+        logits = self._forward(rows, ids, mask, positions, cache)
+        chosen = choose(rows, logits)
+        self._remember(rows, cache)
+        self._join(rows, cache, mask, positions[:, -1:] + 1, chosen[:, None])
+        return chosen
+
+    def _prefill_rest(self, row: Row, shared: int, layers) -> torch.Tensor:
+        """One prompt whose first `shared` tokens' keys and values come from the prefix cache."""
+        prompt = row.request.prompt
+        cache = growing_cache()
+        for keys, values in layers:
+            layer = GrowingLayer()
+            layer.lazy_initialization(keys[None], values[None])
+            layer.replace(keys[None], values[None])  # read only: the next update copies them out
+            cache.layers.append(layer)
+        ids = torch.tensor([prompt[shared:]], device=self.device)
+        mask = torch.ones(1, len(prompt), dtype=torch.long, device=self.device)
+        positions = torch.arange(shared, len(prompt), device=self.device)[None]
+        chosen = choose([row], self._forward([row], ids, mask, positions, cache))
+        self._remember([row], cache)
+        self._join([row], cache, mask, positions[:, -1:] + 1, chosen[:, None])
+        return chosen
+
+    def _remember(self, rows: list[Row], cache) -> None:
+        """Each row's prompt keys and values (its right end in the left padded cache) for later prompts."""
+        if self.prefixes is None:
+            return
+        for i, row in enumerate(rows):
+            if not self.prefixes.wants(row.adapter, row.request.prompt):
+                continue
+            length = len(row.request.prompt)
+            layers = [
+                (layer.keys[i, :, -length:].clone(), layer.values[i, :, -length:].clone())
+                for layer in cache.layers
+            ]
+            self.prefixes.store(row.adapter, row.request.prompt, layers)
+
+    @torch.inference_mode()
+    def step(self) -> None:
+        """One token for every running row."""
+        self.sizes.append(len(self.rows))
+        self.mask = torch.cat([self.mask, torch.ones_like(self.next_ids)], dim=1)
+        logits = self._forward(self.rows, self.next_ids, self.mask, self.positions, self.cache)
+        chosen = choose(self.rows, logits)
+        self.next_ids, self.positions = chosen[:, None], self.positions + 1
+        self._take(chosen.tolist(), self.rows)
+
+    def fail_all(self, message: str) -> None:
+        for row in self.rows:
+            row.fail(message)
+        self._retire()
+
+    # -- internals -------------------------------------------------------------------------------
+    def _forward(self, rows, ids, mask, positions, cache) -> torch.Tensor:
+        routing = self.bank.routing([r.adapter for r in rows]) if self.bank is not None else nullcontext()
+        with routing:
+            out = self.model(
+                input_ids=ids, attention_mask=mask, position_ids=positions,
+                past_key_values=cache, use_cache=True, logits_to_keep=1,
+            )  # fmt: skip
+        return out.logits[:, -1, :]  # (batch, vocab)
+
+    def _take(self, tokens: list[int], rows: list[Row]) -> None:
+        for row, token in zip(rows, tokens, strict=True):
+            row.add(token)
+        self._retire_finished()
+
+    def _retire_finished(self) -> None:
+        if any(row.done for row in self.rows):
+            self._retire()
+
+    def _join(self, rows, cache, mask, positions, next_ids) -> None:
+        if not self.rows:
+            self.rows, self.cache, self.mask = rows, cache, mask
+            self.positions, self.next_ids = positions, next_ids
+            return
+        old, new = self.mask.shape[1], mask.shape[1]
+        width = max(old, new)
+        for mine, theirs in zip(self.cache.layers, cache.layers, strict=True):
+            mine.replace(
+                torch.cat([pad_left(mine.keys, width - old), pad_left(theirs.keys, width - new)]),
+                torch.cat([pad_left(mine.values, width - old), pad_left(theirs.values, width - new)]),
+            )
+        self.mask = torch.cat(
+            [functional.pad(self.mask, (width - old, 0)), functional.pad(mask, (width - new, 0))]
+        )
+        self.positions = torch.cat([self.positions, positions])
+        self.next_ids = torch.cat([self.next_ids, next_ids])
+        self.rows = self.rows + rows
+
+    def _retire(self) -> None:
+        """Drop finished rows, and the leading columns that no remaining row uses."""
+        keep = [i for i, row in enumerate(self.rows) if not row.done]
+        self.rows = [self.rows[i] for i in keep]
+        if not self.rows:
+            self.cache = self.mask = self.positions = self.next_ids = None
+            return
+        index = torch.tensor(keep, device=self.device)
+        unused = self.mask.shape[1] - max(row.cached for row in self.rows)  # known on the host: no sync
+        for layer in self.cache.layers:
+            layer.replace(layer.keys[index, :, unused:], layer.values[index, :, unused:])
+        self.mask = self.mask[index, unused:]
+        self.positions, self.next_ids = self.positions[index], self.next_ids[index]
+
+
+def similar_lengths(rows: list[Row]) -> list[list[Row]]:
+    """Rows grouped by prompt length so that padding wastes little prefill (a 100-token prompt
+    among 35-token ones would triple the work of its group)."""
+    groups: list[list[Row]] = []
+    for row in sorted(rows, key=lambda r: len(r.request.prompt)):
+        length = len(row.request.prompt)
+        shortest = len(groups[-1][0].request.prompt) if groups else 0
+        if groups and length - shortest <= max(8, shortest // 4):
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+    return groups
+
+
+def pad_left(states: torch.Tensor, columns: int) -> torch.Tensor:
+    """(batch, heads, width, dim) -> (batch, heads, columns + width, dim), zeros in front."""
+    return functional.pad(states, (0, 0, columns, 0)) if columns else states
+
+
+def growing_cache() -> DynamicCache:
+    """A DynamicCache whose layers grow in place."""
+    cache = DynamicCache()
+    cache.layer_class_to_replicate = GrowingLayer
+    return cache
+
+
+class GrowingLayer(DynamicLayer):
+    """Keys and values in buffers with room to spare, so that a decode step writes one column in
+    place rather than copying the whole layer (`torch.cat` in DynamicLayer.update)."""
+
+    room = 32  # spare columns allocated whenever a buffer is outgrown
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+            self.replace(key_states[..., :0, :], value_states[..., :0, :])
+        width = self.keys.shape[-2] + key_states.shape[-2]
+        if self._storage[0].shape[-2] < width:
+            self._storage = tuple(widen(kept, width + self.room) for kept in (self.keys, self.values))
+        for buffer, new in zip(self._storage, (key_states, value_states), strict=True):
+            buffer[..., width - new.shape[-2] : width, :] = new
+        self.keys, self.values = (buffer[..., :width, :] for buffer in self._storage)
+        return self.keys, self.values
+
+    def replace(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """New contents (rows joined or left): no spare room until the next update."""
+        self.keys, self.values = keys, values
+        self._storage = (keys, values)
+
+
+def widen(states: torch.Tensor, width: int) -> torch.Tensor:
+    """A buffer `width` columns wide starting with `states` (batch, heads, columns, dim)."""
+    buffer = states.new_empty(*states.shape[:-2], width, states.shape[-1])
+    buffer[..., : states.shape[-2], :] = states
+    return buffer
