@@ -24,7 +24,7 @@ from tests.reliability.test_kill_9 import last_logged_step
 from tests.service.conftest import Service, events_of, free_port, tiny_job_options, wait_for
 from tests.service.test_recovery import straight_run
 
-STEPS, EVERY = 80, 10
+STEPS, EVERY = 240, 10  # long enough that both restarts land mid-run on a fast or a busy machine
 
 
 def postgres_bin(name: str) -> str:
