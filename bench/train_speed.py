@@ -12,13 +12,15 @@ lengths ~60 to ~900 tokens), batch 8, the same learning rate, schedule and seed:
   trl-default TRL SFTTrainer as shipped (bf16 autocast, gradient checkpointing), prompt-completion rows
   trl-fast    TRL SFTTrainer with fp32, no gradient checkpointing, padding_free=True
   tunery      `tunery.train` with its defaults
+  tunery-bf16 (optional, --systems) tunery with model.dtype=bfloat16, on CPUs with bf16 units
 
 Each run is its own process (clean peak RSS, cold start included). After training, every
 system's model is scored by the same function: mean loss per assistant token on the same
 held-out rows. Supervised tokens are the assistant tokens of the training rows, the same
 count for every system, so tokens/s compares how fast each turns the same data into a model.
-Rounds run the systems interleaved (a round is every system once) and the table shows
-medians, because the machine is shared. MFU counts 4 x (matmul parameters, LM head included)
+Rounds run the systems interleaved (a round is every system once, all with the round's
+seed: 42, 43, ...) and the table shows medians, because the machine is shared and a few
+steps' loss depends on the seed. MFU counts 4 x (matmul parameters, LM head included)
 FLOPs per supervised token, against fp32 GEMM throughput measured between rounds on the
 model's own matrix shapes with the same thread count.
 """
@@ -39,6 +41,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEMS = ("naive", "trl-default", "trl-fast", "tunery")
+OPTIONAL = ("tunery-bf16",)  # model.dtype=bfloat16: only where the CPU has bf16 units (AMX, avx512_bf16)
 MODEL = "smollm2-135m-instruct"
 COMMON = {
     "lr": 5e-4,
@@ -57,18 +60,19 @@ COMMON = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
+    parser.add_argument("--systems", nargs="+", choices=SYSTEMS + OPTIONAL, default=list(SYSTEMS))
     parser.add_argument("--train", type=int, default=48, help="training rows (one epoch)")
     parser.add_argument("--valid", type=int, default=24, help="held-out rows scored after training")
     parser.add_argument("--repeats", type=int, default=1, help="rounds; the table shows medians")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--json", type=Path, help="write every run's numbers here")
     parser.add_argument("--markdown", type=Path, help="write the table here (docs/benchmarks.md)")
-    parser.add_argument("--child", choices=SYSTEMS, help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=SYSTEMS + OPTIONAL, help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=COMMON["seed"], help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        run_child(args.child, args.workdir, args.threads)
+        run_child(args.child, args.workdir, args.threads, args.seed)
         return
 
     from chat_data import make_rows, write_jsonl
@@ -84,10 +88,11 @@ def main() -> None:
     gemm = []
     for round_ in range(args.repeats):
         gemm.append(gemm_gflops(args.threads))
-        print(f"round {round_ + 1}: fp32 GEMM {gemm[-1]:.1f} GFLOP/s", flush=True)
+        seed = COMMON["seed"] + round_  # every system gets the same seed in a round; medians span seeds
+        print(f"round {round_ + 1}: seed {seed}, fp32 GEMM {gemm[-1]:.1f} GFLOP/s", flush=True)
         order = args.systems if round_ % 2 == 0 else args.systems[::-1]  # interleaved, both directions
         for name in order:
-            result = run_system(name, workdir, args.threads)
+            result = run_system(name, workdir, args.threads, seed)
             runs[name].append(result)
             print(f"  {name:12s} {summary_line(result)}", flush=True)
     gemm.append(gemm_gflops(args.threads))
@@ -101,7 +106,7 @@ def main() -> None:
         args.markdown.write_text(text)
 
 
-def run_system(name: str, workdir: Path, threads: int) -> dict:
+def run_system(name: str, workdir: Path, threads: int, seed: int) -> dict:
     out = workdir / f"{name}.json"
     out.unlink(missing_ok=True)
     command = [
@@ -113,6 +118,8 @@ def run_system(name: str, workdir: Path, threads: int) -> dict:
         str(workdir),
         "--threads",
         str(threads),
+        "--seed",
+        str(seed),
     ]
     started = time.time()
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
@@ -212,6 +219,7 @@ def render(table: dict, gemm: list[float], args) -> str:
             f"| {row['startup_s']:.1f} | {row['first_step_s']:.1f} | {row['peak_rss_mb']:.0f} | {row['val_loss']:.4f} "
             f"| {100 * row['mfu']:.1f}% | {ratio} |"
         )
+    lines += ["", *goal_lines(table)]
     lines += [
         "",
         f"Medians of {args.repeats} interleaved round(s); {args.train} training rows, one epoch, "
@@ -220,6 +228,31 @@ def render(table: dict, gemm: list[float], args) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def goal_lines(table: dict) -> list[str]:
+    """The issue's goals, each with the measured figure and whether it holds."""
+    ours, fast, naive = (table.get(name, {}) for name in ("tunery", "trl-fast", "naive"))
+    if "supervised_tokens_per_s" not in ours:
+        return []
+    checks = []
+    if "supervised_tokens_per_s" in fast:
+        speed = ours["supervised_tokens_per_s"] / fast["supervised_tokens_per_s"]
+        loss = ours["val_loss"] / fast["val_loss"] - 1
+        rss = ours["peak_rss_mb"] / fast["peak_rss_mb"]
+        checks += [
+            (f"speed vs TRL-fast {speed:.2f}x (goal 3x)", speed >= 3),
+            (f"val loss vs TRL-fast {100 * loss:+.1f}% (goal at most +2%)", loss <= 0.02),
+            (f"peak RSS vs TRL-fast {rss:.2f}x (goal at most 1x)", rss <= 1),
+        ]
+    if "supervised_tokens_per_s" in naive:
+        speed = ours["supervised_tokens_per_s"] / naive["supervised_tokens_per_s"]
+        checks.append((f"speed vs naive {speed:.2f}x (goal 4x)", speed >= 4))
+    checks += [
+        (f"MFU {100 * ours['mfu']:.1f}% (goal 60%)", ours["mfu"] >= 0.6),
+        (f"start-up {ours['startup_s']:.1f} s (goal under 10 s)", ours["startup_s"] < 10),
+    ]
+    return ["Goals for tunery:", ""] + [f"- {text}: {'met' if ok else 'NOT met'}" for text, ok in checks]
 
 
 def _cpu_name() -> str:
@@ -244,15 +277,21 @@ def _version(package: str) -> str:
 # --- the children: one system each, in its own process ---------------------------------------
 
 
-def run_child(name: str, workdir: Path, threads: int) -> None:
+def run_child(name: str, workdir: Path, threads: int, seed: int) -> None:
     import psutil
     import torch
 
     torch.set_num_threads(threads)
     process_start = psutil.Process().create_time()
-    common = json.loads((workdir / "common.json").read_text())
+    common = json.loads((workdir / "common.json").read_text()) | {"seed": seed}
     train_rows = _read_rows(workdir / "train.jsonl")
-    trainer = {"naive": train_naive, "trl-default": train_trl, "trl-fast": train_trl, "tunery": train_tunery}
+    trainer = {
+        "naive": train_naive,
+        "trl-default": train_trl,
+        "trl-fast": train_trl,
+        "tunery": train_tunery,
+        "tunery-bf16": train_tunery,
+    }
     model, tokenizer, timing = trainer[name](name, workdir, train_rows, common)
     result = {
         "supervised_tokens": supervised_tokens(workdir / "train.jsonl", tokenizer, common),
@@ -417,7 +456,7 @@ def train_tunery(name: str, workdir: Path, rows: list[dict], common: dict):
     from tunery.models import load_tokenizer
 
     config = {
-        "model": MODEL,
+        "model": {"name": MODEL, "dtype": "bfloat16" if name == "tunery-bf16" else "auto"},
         "data": {
             "train": str(workdir / "train.jsonl"),
             "validation_split": 0.0,

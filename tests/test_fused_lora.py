@@ -115,3 +115,23 @@ def test_a_fused_run_saves_an_adapter_plain_peft_loads(tiny_model_dir, tmp_path)
     input_ids = torch.randint(0, 100, (1, 8))
     with torch.no_grad():
         torch.testing.assert_close(reloaded.eval()(input_ids).logits, model.eval()(input_ids).logits)
+
+
+def test_fp32_adapters_over_a_bf16_base_train_like_peft_in_bf16(tiny_model_dir):
+    peft_model = lora_model(tiny_model_dir)
+    peft_model.base_model.model.to(torch.bfloat16)
+    for name, parameter in peft_model.named_parameters():  # what PEFT makes on a bf16 model
+        if "lora_" in name:
+            parameter.data = parameter.data.float()
+    fused_model = copy.deepcopy(peft_model)
+    assert use_fused_lora(fused_model) > 0
+    input_ids = torch.randint(0, 100, (2, 12))
+
+    peft_loss, peft_grads = loss_and_grads(peft_model.train(), input_ids)
+    fused_loss, fused_grads = loss_and_grads(fused_model.train(), input_ids)
+
+    assert fused_loss == pytest.approx(peft_loss, rel=2e-2)  # PEFT runs the low-rank part in fp32
+    for name, grad in fused_grads.items():
+        assert grad.dtype == torch.float32, name  # the optimiser's weights stay fp32
+        cosine = torch.nn.functional.cosine_similarity(grad.flatten(), peft_grads[name].flatten(), dim=0)
+        assert cosine > 0.99, name

@@ -17,6 +17,7 @@ from tunery.data.tokenize import encode_examples
 from tunery.data.types import Example, Message
 from tunery.training.loss import causal_lm_parts, mean_loss, summed_loss
 from tunery.training.recipe import train_step
+from tunery.training.varlen_attention import register as register_varlen
 
 ANSWERS = [
     '{"name": "Ada", "item": "apple", "quantity": 3}',
@@ -26,10 +27,12 @@ ANSWERS = [
 ]
 
 
-@pytest.fixture
-def model(tiny_model_dir):
+@pytest.fixture(params=["sdpa", "varlen"])
+def model(request, tiny_model_dir):
+    """SDPA keeps packed examples apart with a block mask; varlen splits the row at the boundaries."""
+    attention = "sdpa" if request.param == "sdpa" else register_varlen()
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="sdpa")
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation=attention)
     return model.eval()
 
 
@@ -77,6 +80,33 @@ def test_packed_grouped_and_plain_forward_give_the_same_summed_loss(model, encod
     assert n_packed == n_padded == n_plain == sum(e.n_supervised for e in encoded)
     torch.testing.assert_close(packed, padded, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(padded, plain, rtol=1e-10, atol=1e-10)
+
+
+def test_packed_rows_give_each_example_the_gradient_it_has_alone(model, encoded, tiny_tokenizer):
+    model = model.double()
+    weight = model.model.layers[0].self_attn.q_proj.weight
+    pad, parts = tiny_tokenizer.pad_token_id, causal_lm_parts(model)
+    summed = torch.zeros_like(weight)
+    for example in encoded:
+        loss, _ = summed_loss(model, collate_padded([example], pad), parts)
+        summed += torch.autograd.grad(loss, weight)[0]
+    loss, _ = summed_loss(model, collate_packed(encoded), parts)
+    torch.testing.assert_close(torch.autograd.grad(loss, weight)[0], summed, rtol=1e-9, atol=1e-12)
+
+
+def test_varlen_attention_passes_padded_batches_to_sdpa_with_their_mask(
+    tiny_model_dir, encoded, tiny_tokenizer
+):
+    torch.manual_seed(0)
+    sdpa = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="sdpa").double().eval()
+    varlen = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation=register_varlen())
+    varlen = varlen.double().eval()
+    batch = collate_padded(encoded, tiny_tokenizer.pad_token_id)
+    del batch["labels"]
+    with torch.no_grad():
+        expected, got = sdpa(**batch).logits, varlen(**batch).logits
+    real = batch["attention_mask"].bool()
+    torch.testing.assert_close(got[real], expected[real], rtol=1e-10, atol=1e-10)
 
 
 def test_the_frozen_head_loss_gives_the_gradients_of_the_plain_loss(model, encoded, tiny_tokenizer):

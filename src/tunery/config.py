@@ -35,7 +35,9 @@ class ModelConfig(_Section):
         description="Bundled alias, local directory, .gguf file or hub id.",
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="auto: bf16 on a GPU that supports it, else fp32 (never bf16 on a CPU)."
+        "auto",
+        description="auto: bf16 on a GPU that supports it, else fp32. bfloat16 on a CPU is allowed where it is "
+        "native (AMX, avx512_bf16): faster, at some cost in loss (docs/benchmarks.md).",
     )
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1, mps.")
     attn_implementation: str | None = Field(None, description="sdpa (default), eager, flash_attention_2.")
@@ -142,9 +144,11 @@ class TrainConfig(_Section):
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimiser steps.")
     batch_size: int = Field(8, ge=1, description="Examples per micro-batch.")
     grad_accum: int = Field(1, ge=1, description="Micro-batches per optimiser step.")
-    batching: Literal["grouped", "packed"] = Field(
-        "grouped",
-        description="grouped: batches of similar length (least padding on CPU); packed: padding-free rows.",
+    batching: Literal["auto", "grouped", "packed"] = Field(
+        "auto",
+        description="packed: a batch's examples end to end with no padding, each attending to itself; "
+        "grouped: batches of similar length padded to the longest; auto: packed where the task and "
+        "method allow it (causal-LM SFT with weight-space methods), else grouped.",
     )
     max_batch_tokens: int | None = Field(
         1024,
@@ -233,6 +237,17 @@ class TuneryConfig(_Section):
     @classmethod
     def _model_may_be_a_name(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) else value
+
+    @property
+    def batching(self) -> Literal["grouped", "packed"]:
+        """train.batching with auto resolved for this task and method."""
+        if self.train.batching != "auto":
+            return self.train.batching
+        return (
+            "packed"
+            if self.task == "sft" and self.method not in (*PROMPT_METHODS, "llama_adapter")
+            else "grouped"
+        )
 
     @model_validator(mode="after")
     def _method_fits_task(self) -> TuneryConfig:

@@ -5,11 +5,19 @@ function of (lengths, batch_size, seed, epoch), so a resumed run skips exactly
 the batches it already trained on, and the two layouts below are where speed
 comes from.
 
+- packed (the default for causal-LM SFT): the batch's examples are laid end to
+  end in one row with no padding; position ids restart at each example, and the
+  attention keeps examples apart (training/varlen_attention.py splits the row
+  at the boundaries; flash-attention reads the same `cu_seq_lens`). Batches are
+  drawn at random, as in an unpacked run: no padding to save by grouping.
 - grouped: examples of similar length share a batch, padded to the longest of
-  it; each example attends only to itself. Least work on a CPU.
-- packed: the batch's examples are laid end to end in one row with no padding;
-  position ids restart at each example and transformers' attention keeps
-  examples apart (it reads the restarts as sequence boundaries).
+  it; each example attends only to itself. For tasks and methods that cannot
+  pack (classification, seq2seq, prompt methods).
+
+Why random batches for packing: grouping lengths also groups the loss weights (a
+step's loss is the mean over its tokens, so tokens of a short-example batch
+weigh more). On SmolLM2 (48 chat rows, 6 steps, seeds 42 and 1) held-out loss
+was 0.355/0.365 grouped, 0.352/0.351 packed at random.
 """
 
 from __future__ import annotations
@@ -63,20 +71,33 @@ def collate_padded(examples: Sequence[Encoded], pad_id: int) -> dict:
 
 
 def collate_packed(examples: Sequence[Encoded]) -> dict:
-    """One row [1, sum of lengths]: input_ids, position_ids restarting per example, labels.
+    """One row [1, sum of lengths]: input_ids, position_ids restarting per example, labels,
+    and the example boundaries under the names flash-attention's varlen kernels read
+    (`cu_seq_lens_q/k`, `max_length_q/k`), which training/varlen_attention.py reads too.
 
     The first label of each example is ignored so no example learns to predict the
     start of the next one.
     """
     import torch
 
-    input_ids, position_ids, labels = [], [], []
+    input_ids, position_ids, labels, bounds = [], [], [], [0]
     for example in examples:
         input_ids.extend(example.input_ids)
         position_ids.extend(range(len(example.input_ids)))
         labels.extend([IGNORE, *example.labels[1:]])
+        bounds.append(bounds[-1] + len(example.input_ids))
     as_row = lambda values: torch.tensor([values], dtype=torch.long)  # noqa: E731
-    return {"input_ids": as_row(input_ids), "position_ids": as_row(position_ids), "labels": as_row(labels)}
+    cu_seq_lens = torch.tensor(bounds, dtype=torch.int32)
+    longest = max(len(example.input_ids) for example in examples)
+    return {
+        "input_ids": as_row(input_ids),
+        "position_ids": as_row(position_ids),
+        "labels": as_row(labels),
+        "cu_seq_lens_q": cu_seq_lens,
+        "cu_seq_lens_k": cu_seq_lens,
+        "max_length_q": longest,
+        "max_length_k": longest,
+    }
 
 
 def split_by_tokens(

@@ -11,11 +11,22 @@ def load_model(path: str, device, dtype, config, labels=None, **load_kwargs):
     model = AutoModelForCausalLM.from_pretrained(
         path,
         dtype=dtype,
-        attn_implementation=config.model.attn_implementation or "sdpa",
+        attn_implementation=attention_for(config),
         trust_remote_code=config.model.trust_remote_code,
         **load_kwargs,
     )
     return model if "device_map" in load_kwargs else model.to(device)
+
+
+def attention_for(config) -> str:
+    """The configured attention, else SDPA; for packed rows SDPA split per example (varlen)."""
+    if config.model.attn_implementation:
+        return config.model.attn_implementation
+    if config.batching == "packed":
+        from tunery.training.varlen_attention import register
+
+        return register()
+    return "sdpa"
 
 
 def prepare(config, tokenizer) -> PreparedData:

@@ -269,7 +269,7 @@ def optimizer_steps(train: EncodedData, cfg: TuneryConfig, epoch: int) -> list[l
     """The epoch's batches, grouped into optimiser steps of `grad_accum` micro-batches."""
     lengths = [len(e.input_ids) for e in train.examples]
     batches = plan_batches(
-        lengths, cfg.train.batch_size, cfg.train.seed, epoch, group_by_length=cfg.train.batching == "grouped"
+        lengths, cfg.train.batch_size, cfg.train.seed, epoch, group_by_length=cfg.batching == "grouped"
     )
     accum = cfg.train.grad_accum
     return [batches[i : i + accum] for i in range(0, len(batches), accum)]
@@ -296,10 +296,10 @@ def train_step(model, parts, groups, cfg, device, pad_id: int, step: int) -> tup
 def _forward_backward(model, parts, group, cfg, device, pad_id: int, n_tokens: int, own_loss: bool) -> float:
     """One micro-batch, in passes of at most train.max_batch_tokens tokens; returns its summed loss."""
     total = 0.0
-    pieces = [group] if own_loss else split_by_tokens(group, cfg.train.max_batch_tokens, cfg.train.batching)
+    pieces = [group] if own_loss else split_by_tokens(group, cfg.train.max_batch_tokens, cfg.batching)
     for piece in pieces:
-        batch = parts.collate(piece, pad_id) if own_loss else collate(piece, cfg.train.batching, pad_id)
-        batch = {k: v.to(device) for k, v in batch.items()}
+        batch = parts.collate(piece, pad_id) if own_loss else collate(piece, cfg.batching, pad_id)
+        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         loss_sum, _ = summed_loss(model, batch, parts)
         (loss_sum / n_tokens).backward()
         total += loss_sum.item()

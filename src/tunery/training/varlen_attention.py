@@ -1,0 +1,51 @@
+"""Attention for packed rows: each example attends causally to itself alone, with no mask.
+
+Packed batches lay a step's examples end to end in one row (data/batching.py), so no
+token is padding. Transformers' SDPA path keeps the examples apart with a [T, T]
+block-diagonal mask, which makes the kernel compute every block of the row (T² work
+for a row of many short examples, and no causal skipping). Flash-attention's varlen
+kernel avoids that, but it needs CUDA. This attention function does the same on any
+device: it splits q/k/v at the example boundaries the collator passes
+(`cu_seq_lens_q`, the same keyword flash-attention reads) and runs causal SDPA per
+example, so the work is Σ lengthᵢ² / 2 and the result is exactly each example's
+unpacked attention. Without boundaries (evaluation, generation, padded batches) it is
+transformers' SDPA, mask included.
+
+Registered with transformers' attention and mask interfaces under `ATTENTION`; models
+use it through `attn_implementation`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+ATTENTION = "tunery_varlen"
+
+
+def register() -> str:
+    """Make `attn_implementation="tunery_varlen"` known to transformers (idempotent)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+    AttentionInterface.register(ATTENTION, varlen_attention_forward)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(ATTENTION, sdpa_mask)
+    return ATTENTION
+
+
+def varlen_attention_forward(module, query, key, value, attention_mask, **kwargs):
+    """query [1, H, T, D], key/value [1, H_kv, T, D]; returns ([1, T, H, D], None) like transformers' SDPA."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    bounds = kwargs.pop("cu_seq_lens_q", None)
+    for name in ("cu_seq_lens_k", "max_length_q", "max_length_k", "is_causal"):
+        kwargs.pop(name, None)
+    if bounds is None or query.shape[0] != 1 or query.shape[2] != key.shape[2]:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    lengths = torch.diff(bounds).tolist()
+    pieces = zip(
+        query.split(lengths, dim=2), key.split(lengths, dim=2), value.split(lengths, dim=2), strict=True
+    )
+    outputs = [
+        sdpa_attention_forward(module, q, k, v, None, is_causal=True, **kwargs)[0] for q, k, v in pieces
+    ]
+    return torch.cat(outputs, dim=1), None
