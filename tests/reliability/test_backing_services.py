@@ -15,14 +15,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import openai
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from tests.reliability.test_kill_9 import last_logged_step
-from tests.service.conftest import Service, events_of, free_port, tiny_job_options, wait_for
-from tests.service.test_recovery import straight_run
+from tests.service.conftest import Service, events_of, free_port, start_tiny_job, straight_run, wait_for
 
 STEPS, EVERY = 240, 10  # long enough that both restarts land mid-run on a fast or a busy machine
 
@@ -117,14 +115,9 @@ def test_a_job_survives_postgres_and_redis_restarting_mid_run(backing, tmp_path,
     service.home.mkdir()
     service.start()
     try:
-        client = openai.OpenAI(api_key=service.key("team-a"), base_url=f"{service.url}/v1", max_retries=5)
-        uploaded = client.files.create(file=train_file.open("rb"), purpose="fine-tune")
-        job = client.fine_tuning.jobs.create(
-            model=str(tiny_model_dir), training_file=uploaded.id, hyperparameters={"batch_size": 4},
-            extra_body={"tunery": tiny_job_options(max_steps=STEPS, save_every=EVERY)},
-        )  # fmt: skip
-        straight = straight_run(job.tunery, tmp_path / "straight")  # type: ignore[attr-defined]
-        checkpoints = service.home / "service" / "artifacts" / "jobs" / job.id / "checkpoints"
+        client, job_id, config = start_tiny_job(service, train_file, tiny_model_dir, STEPS, EVERY, retries=5)
+        straight = straight_run(config, tmp_path / "straight")
+        checkpoints = service.home / "service" / "artifacts" / "jobs" / job_id / "checkpoints"
         wait_for(lambda: list(checkpoints.glob("step-*/COMPLETE")), 180, what="the first checkpoint")
         at_restart = []
         for backend in (redis, postgres):
@@ -134,21 +127,21 @@ def test_a_job_survives_postgres_and_redis_restarting_mid_run(backing, tmp_path,
             backend.start()
         assert max(at_restart) < STEPS  # both went down while the job was training
         done = wait_for(
-            lambda: (j := client.fine_tuning.jobs.retrieve(job.id)).status in ("succeeded", "failed") and j,
+            lambda: (j := client.fine_tuning.jobs.retrieve(job_id)).status in ("succeeded", "failed") and j,
             timeout=300, what="the job to finish",
         )  # fmt: skip
         assert done.status == "succeeded", (done.error, service.log_tail())
-        events = events_of(client, job.id)
+        events = events_of(client, job_id)
         steps = [e.data["step"] for e in events if e.type == "metrics"]
         assert sorted(set(steps)) == list(range(1, STEPS + 1)), steps
         statuses = [e.data["status"] for e in events if e.data and "status" in e.data]
         assert statuses[-1] == "succeeded" and statuses.count("succeeded") == 1
-        assert [c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job.id, limit=100)][
+        assert [c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job_id, limit=100)][
             0
         ] == STEPS
         assert len(client.models.list().data) >= 1
         assert straight.wait(300) == 0
-        run_dir = service.home / "service" / "artifacts" / "jobs" / job.id
+        run_dir = service.home / "service" / "artifacts" / "jobs" / job_id
         served = load_file(run_dir / "adapter" / "adapter_model.safetensors")
         reference = load_file(tmp_path / "straight" / "straight" / "adapter" / "adapter_model.safetensors")
         for name in served:

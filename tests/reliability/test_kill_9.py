@@ -14,13 +14,11 @@ import signal
 from pathlib import Path
 
 import httpx2
-import openai
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.service.conftest import Service, events_of, gone, tiny_job_options, wait_for
-from tests.service.test_recovery import straight_run
+from tests.service.conftest import Service, events_of, gone, start_tiny_job, straight_run, wait_for
 from tunery.training.checkpoint import latest_checkpoint
 
 STEPS, EVERY, KILLS, SEED = 60, 10, 5, 20261125
@@ -47,19 +45,14 @@ def service(tmp_path):
 def test_kill_9_at_five_random_points_costs_at_most_one_checkpoint_interval_each(
     service, train_file, tiny_model_dir, tmp_path
 ):
-    client = openai.OpenAI(api_key=service.key("team-a"), base_url=f"{service.url}/v1", max_retries=2)
-    uploaded = client.files.create(file=train_file.open("rb"), purpose="fine-tune")
-    job = client.fine_tuning.jobs.create(
-        model=str(tiny_model_dir), training_file=uploaded.id, hyperparameters={"batch_size": 4},
-        extra_body={"tunery": tiny_job_options(max_steps=STEPS, save_every=EVERY)},
-    )  # fmt: skip
-    straight = straight_run(job.tunery, tmp_path / "straight")  # type: ignore[attr-defined]
-    run_dir = service.home / "service" / "artifacts" / "jobs" / job.id
+    client, job_id, config = start_tiny_job(service, train_file, tiny_model_dir, STEPS, EVERY)
+    straight = straight_run(config, tmp_path / "straight")
+    run_dir = service.home / "service" / "artifacts" / "jobs" / job_id
     metrics = run_dir / "metrics.jsonl"
     headers = {"Authorization": f"Bearer {client.api_key}"}
 
     def training_pid(previous: int | None) -> int | None:
-        pid = httpx2.get(f"{service.url}/api/runs/{job.id}", headers=headers).json()["pid"]
+        pid = httpx2.get(f"{service.url}/api/runs/{job_id}", headers=headers).json()["pid"]
         return pid if pid and pid != previous else None
 
     points = sorted(random.Random(SEED).sample(range(2, STEPS - 2), KILLS))
@@ -83,11 +76,11 @@ def test_kill_9_at_five_random_points_costs_at_most_one_checkpoint_interval_each
         )
 
     done = wait_for(
-        lambda: (j := client.fine_tuning.jobs.retrieve(job.id)).status in ("succeeded", "failed") and j,
+        lambda: (j := client.fine_tuning.jobs.retrieve(job_id)).status in ("succeeded", "failed") and j,
         timeout=300, what="the job to finish",
     )  # fmt: skip
     assert done.status == "succeeded", done.error
-    events = events_of(client, job.id)
+    events = events_of(client, job_id)
     killed = [e for e in events if "ended unexpectedly (signal 9)" in e.message]
     steps = [e.data["step"] for e in events if e.type == "metrics"]
     assert len(killed) == KILLS and set(steps) == set(range(1, STEPS + 1))

@@ -12,6 +12,7 @@ unreachable the tests fail and say which, never skip.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -21,6 +22,7 @@ import uuid
 from pathlib import Path
 
 import httpx2
+import openai
 import pytest
 
 from tests.conftest import chat_rows, write_jsonl
@@ -199,6 +201,29 @@ def tiny_job_options(**train) -> dict:
         "data": {"max_length": 64, "validation_split": 0.0},
         "train": {"lr": 5e-3, "warmup_ratio": 0.0, "seed": 7, "threads": 1, **train},
     }
+
+
+STRAIGHT_RUN = "import json, sys, tunery; tunery.train(json.loads(sys.argv[1]), quiet=True)"
+
+
+def start_tiny_job(
+    service: Service, train_file: Path, model_dir: Path, steps: int, every: int, retries: int = 2
+) -> tuple[openai.OpenAI, str, dict]:
+    """Upload the training file and start a tiny-model job of `steps` steps, a checkpoint every
+    `every`; returns the client, the job id and the job's full tunery config."""
+    client = openai.OpenAI(api_key=service.key("team-a"), base_url=f"{service.url}/v1", max_retries=retries)
+    uploaded = client.files.create(file=train_file.open("rb"), purpose="fine-tune")
+    job = client.fine_tuning.jobs.create(
+        model=str(model_dir), training_file=uploaded.id, hyperparameters={"batch_size": 4},
+        extra_body={"tunery": tiny_job_options(max_steps=steps, save_every=every)},
+    )  # fmt: skip
+    return client, job.id, job.tunery  # type: ignore[attr-defined]
+
+
+def straight_run(config: dict, out: Path) -> subprocess.Popen:
+    """The same config trained without interruption, in a process of its own (it sets torch threads)."""
+    config = {**config, "output_dir": str(out), "run_name": "straight"}
+    return subprocess.Popen([sys.executable, "-c", STRAIGHT_RUN, json.dumps(config)], stderr=subprocess.PIPE)
 
 
 def wait_for(check, timeout: float, interval: float = 0.2, what: str = "condition"):

@@ -3,11 +3,9 @@ after the restart, resumed from its last checkpoint, with the adapter an uninter
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx2
@@ -16,26 +14,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.service.conftest import Service, events_of, gone, tiny_job_options, wait_for
+from tests.service.conftest import Service, events_of, gone, start_tiny_job, straight_run, wait_for
 
 STEPS, EVERY = 120, 10
-STRAIGHT_RUN = "import json, sys, tunery; tunery.train(json.loads(sys.argv[1]), quiet=True)"
-
-
-def start_job(service: Service, train_file: Path, model_dir: Path) -> tuple[openai.OpenAI, str, dict]:
-    client = openai.OpenAI(api_key=service.key("team-a"), base_url=f"{service.url}/v1", max_retries=2)
-    uploaded = client.files.create(file=train_file.open("rb"), purpose="fine-tune")
-    job = client.fine_tuning.jobs.create(
-        model=str(model_dir), training_file=uploaded.id, hyperparameters={"batch_size": 4},
-        extra_body={"tunery": tiny_job_options(max_steps=STEPS, save_every=EVERY)},
-    )  # fmt: skip
-    return client, job.id, job.tunery  # type: ignore[attr-defined]
-
-
-def straight_run(config: dict, out: Path) -> subprocess.Popen:
-    """The same config trained without interruption, in a process of its own (it sets torch threads)."""
-    config = {**config, "output_dir": str(out), "run_name": "straight"}
-    return subprocess.Popen([sys.executable, "-c", STRAIGHT_RUN, json.dumps(config)], stderr=subprocess.PIPE)
 
 
 def training_pid(service: Service, client: openai.OpenAI, job_id: str) -> int:
@@ -86,7 +67,7 @@ def assert_resumed_and_equal(
 def test_kill_9_of_the_training_process_resumes_from_its_checkpoint(
     local_service, train_file, tiny_model_dir, tmp_path
 ):
-    client, job_id, config = start_job(local_service, train_file, tiny_model_dir)
+    client, job_id, config = start_tiny_job(local_service, train_file, tiny_model_dir, STEPS, EVERY)
     straight = straight_run(config, tmp_path / "straight")
     pid = training_pid(local_service, client, job_id)
     after_first_checkpoint(local_service, job_id)
@@ -106,7 +87,7 @@ STOPS = [
 def test_a_job_survives_its_worker_going_down_and_resumes_after_a_restart(
     local_service, train_file, tiny_model_dir, tmp_path, stop
 ):
-    client, job_id, config = start_job(local_service, train_file, tiny_model_dir)
+    client, job_id, config = start_tiny_job(local_service, train_file, tiny_model_dir, STEPS, EVERY)
     straight = straight_run(config, tmp_path / "straight")
     pid = training_pid(local_service, client, job_id)
     after_first_checkpoint(local_service, job_id)
@@ -132,7 +113,7 @@ def celery_service(tmp_path, postgres_url, redis_queue):
 def test_a_celery_worker_going_down_hands_the_job_to_another(
     celery_service, train_file, tiny_model_dir, tmp_path, stop
 ):
-    client, job_id, config = start_job(celery_service, train_file, tiny_model_dir)
+    client, job_id, config = start_tiny_job(celery_service, train_file, tiny_model_dir, STEPS, EVERY)
     straight = straight_run(config, tmp_path / "straight")
     pid = training_pid(celery_service, client, job_id)
     after_first_checkpoint(celery_service, job_id)
