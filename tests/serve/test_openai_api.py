@@ -113,6 +113,31 @@ def test_text_completions_seed_n_and_stop(client):
     assert cut.text == whole.text[: whole.text.index(stop)] and cut.finish_reason == "stop"
 
 
+def test_a_request_beyond_the_context_is_400_context_length_exceeded(client, server):
+    base = server[1]  # the tiny model takes 256 positions
+    with pytest.raises(openai.BadRequestError) as asked_too_much:
+        client.chat.completions.create(
+            model=base, messages=[{"role": "user", "content": "hello"}], max_tokens=300
+        )
+    with pytest.raises(openai.BadRequestError) as too_long:
+        client.chat.completions.create(
+            model=base, messages=[{"role": "user", "content": "hello world " * 200}]
+        )
+    for refused, param in ((asked_too_much, "max_tokens"), (too_long, "messages")):
+        error = refused.value.body
+        assert error["code"] == "context_length_exceeded" and error["param"] == param
+        assert "at most 256 tokens" in error["message"]
+
+
+def test_without_max_tokens_the_answer_stops_at_the_context(client, server):
+    content = "hello world " * 60  # ~130 tokens: the default 512-token answer would not fit in 256
+    answer = client.chat.completions.create(
+        model=server[1], messages=[{"role": "user", "content": content}], temperature=0
+    )
+    assert answer.usage.prompt_tokens > 100
+    assert answer.usage.prompt_tokens + answer.usage.completion_tokens <= 256
+
+
 def test_an_unknown_model_is_404_in_openai_shape(client, server):
     with pytest.raises(openai.NotFoundError) as caught:
         ask(client, "no-such-model", "hi")

@@ -188,6 +188,10 @@ class Engine:
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return tokenizer(text, add_special_tokens=False)["input_ids"]
 
+    def context_length(self, target: Target) -> int | None:
+        """The most positions the target's model takes (prompt and answer together), if it says."""
+        return getattr(self.slot(target).model.config, "max_position_embeddings", None)
+
     def encode_text(self, target: Target, text: str) -> list[int]:
         return self.slot(target).tokenizer(text)["input_ids"]
 

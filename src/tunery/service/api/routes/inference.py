@@ -135,12 +135,33 @@ async def completions(body: CompletionRequest, request: Request, project: Caller
     return await respond(engine, target, prompts, body, chat=False)
 
 
+def completion_room(prompt: list[int], body: SamplingFields, chat: bool, context: int | None) -> int:
+    """The default answer length, within the model's context; a request that cannot fit is refused
+    as OpenAI does (400, `context_length_exceeded`) rather than generating past the context."""
+    default = 512 if chat else 16
+    if context is None:
+        return default
+    asked = body.max_completion_tokens or body.max_tokens
+    if len(prompt) >= context or (asked and len(prompt) + asked > context):
+        wanted = f"{len(prompt)} in the prompt" + (f" and {asked} in the completion" if asked else "")
+        raise ApiError(
+            400,
+            f"{body.model} takes at most {context} tokens, prompt and completion together; this request "
+            f"needs {wanted}: shorten the messages or lower max_tokens",
+            code="context_length_exceeded",
+            param=("messages" if chat else "prompt") if len(prompt) >= context else "max_tokens",
+        )
+    return min(default, context - len(prompt))
+
+
 async def respond(engine, target, prompts: list[list[int]], body: SamplingFields, chat: bool):
     import asyncio
 
     loop = asyncio.get_running_loop()
+    context = await run_in_threadpool(engine.context_length, target)
+    rooms = [completion_room(prompt, body, chat, context) for prompt in prompts]
     streams = [
-        engine.submit(target, prompt, sampling_for(body, i * body.n + j, 512 if chat else 16), loop)
+        engine.submit(target, prompt, sampling_for(body, i * body.n + j, rooms[i]), loop)
         for i, prompt in enumerate(prompts)
         for j in range(body.n)
     ]
