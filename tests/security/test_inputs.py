@@ -34,6 +34,32 @@ def test_an_upload_declaring_more_than_the_limit_is_refused_before_it_is_read(tm
     assert not (tmp_path / "artifacts" / "tmp").exists()  # the upload route never ran
 
 
+def test_a_chunked_upload_without_content_length_is_refused_before_the_route_runs(tmp_path):
+    boundary = "tunery-test-boundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nfine-tune\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="huge.jsonl"\r\n'
+        "Content-Type: application/jsonl\r\n\r\n"
+    ).encode()
+
+    def body():  # no Content-Length: the client sends it chunked
+        yield head
+        for _ in range(400):  # 400 x 4 KB, far over the 1000-byte limit and its 64 KB allowance
+            yield chat_lines(50)[:4096]
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    with in_process_service(tmp_path, max_upload_bytes=1000) as (client, key_of):
+        answer = client.post(
+            "/v1/files",
+            content=body(),
+            headers=key_of("a") | {"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+        assert answer.status_code == 413, answer.text
+        assert answer.json()["error"]["message"] == "the upload is over the limit of 1000 bytes"
+        assert client.get("/v1/files", headers=key_of("a")).json()["data"] == []
+    assert not (tmp_path / "artifacts" / "tmp").exists()  # counted on the way in: the route never ran
+
+
 def test_an_upload_over_the_row_limit_is_refused(tmp_path):
     with in_process_service(tmp_path, max_upload_rows=5) as (client, key_of):
         assert upload(client, key_of("a"), "ok.jsonl", chat_lines(5)).status_code == 200
