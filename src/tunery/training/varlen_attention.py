@@ -37,11 +37,12 @@ def varlen_attention_forward(module, query, key, value, attention_mask, **kwargs
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     bounds = kwargs.pop("cu_seq_lens_q", None)
-    for name in ("cu_seq_lens_k", "max_length_q", "max_length_k", "is_causal"):
+    for name in ("cu_seq_lens_k", "max_length_q", "max_length_k"):
         kwargs.pop(name, None)
     if bounds is None or query.shape[0] != 1 or query.shape[2] != key.shape[2]:
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    lengths = torch.diff(bounds).tolist()
+    kwargs.pop("is_causal", None)  # each example is causal whatever the caller passed for the row
+    lengths = _example_lengths(bounds)
     pieces = zip(
         query.split(lengths, dim=2), key.split(lengths, dim=2), value.split(lengths, dim=2), strict=True
     )
@@ -49,3 +50,16 @@ def varlen_attention_forward(module, query, key, value, attention_mask, **kwargs
         sdpa_attention_forward(module, q, k, v, None, is_causal=True, **kwargs)[0] for q, k, v in pieces
     ]
     return torch.cat(outputs, dim=1), None
+
+
+_last_bounds: list = [
+    None,
+    None,
+]  # (cu_seq_lens tensor, its lengths): every layer of a forward gets the same tensor
+
+
+def _example_lengths(bounds: torch.Tensor) -> list[int]:
+    """The examples' lengths, read to the host once per forward rather than once per layer (a sync on a GPU)."""
+    if _last_bounds[0] is not bounds:
+        _last_bounds[:] = [bounds, torch.diff(bounds).tolist()]
+    return _last_bounds[1]

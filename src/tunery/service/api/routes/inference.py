@@ -100,11 +100,11 @@ def registry_target(app: FastAPI, project: str, name: str):
     return Target.for_base(name) if base is not None else None
 
 
-def sampling_for(body: SamplingFields, choice: int, default_max_tokens: int):
+def sampling_for(body: SamplingFields, choice: int, max_tokens: int):
     from tunery.serve.engine import Sampling
 
     return Sampling(
-        max_tokens=body.max_completion_tokens or body.max_tokens or default_max_tokens,
+        max_tokens=max_tokens,
         temperature=body.temperature,
         top_p=body.top_p,
         seed=None if body.seed is None else body.seed + choice,  # n choices differ, yet repeat
@@ -135,13 +135,14 @@ async def completions(body: CompletionRequest, request: Request, project: Caller
     return await respond(engine, target, prompts, body, chat=False)
 
 
-def completion_room(prompt: list[int], body: SamplingFields, chat: bool, context: int | None) -> int:
-    """The default answer length, within the model's context; a request that cannot fit is refused
-    as OpenAI does (400, `context_length_exceeded`) rather than generating past the context."""
+def max_tokens_for(prompt: list[int], body: SamplingFields, chat: bool, context: int | None) -> int:
+    """The answer length asked for, else the default within the model's context; a request that
+    cannot fit is refused as OpenAI does (400, `context_length_exceeded`) rather than generating
+    past the context."""
+    asked = body.max_completion_tokens or body.max_tokens
     default = 512 if chat else 16
     if context is None:
-        return default
-    asked = body.max_completion_tokens or body.max_tokens
+        return asked or default
     if len(prompt) >= context or (asked and len(prompt) + asked > context):
         wanted = f"{len(prompt)} in the prompt" + (f" and {asked} in the completion" if asked else "")
         raise ApiError(
@@ -151,7 +152,7 @@ def completion_room(prompt: list[int], body: SamplingFields, chat: bool, context
             code="context_length_exceeded",
             param=("messages" if chat else "prompt") if len(prompt) >= context else "max_tokens",
         )
-    return min(default, context - len(prompt))
+    return asked or min(default, context - len(prompt))
 
 
 async def respond(engine, target, prompts: list[list[int]], body: SamplingFields, chat: bool):
@@ -159,9 +160,9 @@ async def respond(engine, target, prompts: list[list[int]], body: SamplingFields
 
     loop = asyncio.get_running_loop()
     context = await run_in_threadpool(engine.context_length, target)
-    rooms = [completion_room(prompt, body, chat, context) for prompt in prompts]
+    max_tokens = [max_tokens_for(prompt, body, chat, context) for prompt in prompts]
     streams = [
-        engine.submit(target, prompt, sampling_for(body, i * body.n + j, rooms[i]), loop)
+        engine.submit(target, prompt, sampling_for(body, i * body.n + j, max_tokens[i]), loop)
         for i, prompt in enumerate(prompts)
         for j in range(body.n)
     ]
