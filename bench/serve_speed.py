@@ -188,7 +188,7 @@ def rss_bytes() -> int:
 
 def run_system(name: str, runs: list[Path], plan, max_tokens: int) -> dict:
     """One system in this (fresh) process: its weights and memory are its own."""
-    from tunery.cli import quiet_libraries
+    from tunery.libraries import quiet_libraries
     from tunery.models import set_threads
 
     quiet_libraries()
@@ -222,7 +222,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    from tunery.cli import quiet_libraries
+    from tunery.libraries import quiet_libraries
     from tunery.models import resolve_model
 
     quiet_libraries()

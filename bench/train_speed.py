@@ -326,7 +326,7 @@ def supervised_tokens(path: Path, tokenizer, common: dict) -> int:
 
 def validation_loss(model, tokenizer, path: Path, common: dict) -> float:
     """The one scorer for every system: mean loss per assistant token on the held-out rows."""
-    from tunery.training.loss import causal_lm_parts, mean_loss
+    from tunery.nn.loss import causal_lm_parts, mean_loss
 
     model.float()
     return mean_loss(model, causal_lm_parts(model), _encoded(path, tokenizer, common), tokenizer.pad_token_id)

@@ -9,7 +9,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
-from tunery.training.fused_lora import FusedLoraLinear, use_fused_lora
+from tunery.nn.fused_lora import FusedLoraLinear, use_fused_lora
 
 
 def lora_model(model_dir, dropout: float = 0.0, **extra):

@@ -15,9 +15,9 @@ from tunery.config import load_config
 from tunery.data.batching import collate_packed, collate_padded, split_by_tokens
 from tunery.data.tokenize import encode_examples
 from tunery.data.types import Example, Message
-from tunery.training.loss import causal_lm_parts, mean_loss, summed_loss
+from tunery.nn.loss import causal_lm_parts, mean_loss, summed_loss
+from tunery.nn.varlen_attention import register as register_varlen
 from tunery.training.recipe import train_step
-from tunery.training.varlen_attention import register as register_varlen
 
 ANSWERS = [
     '{"name": "Ada", "item": "apple", "quantity": 3}',

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 import tunery
-from tunery.run import run_files
+from tunery.methods import run_files
 from tunery.training.checkpoint import complete_checkpoints, latest_checkpoint
 from tunery.training.recipe import TrainingDiverged
 

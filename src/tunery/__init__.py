@@ -9,7 +9,7 @@ Heavy modules (torch, transformers) load only when a function that needs them is
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from tunery.version import __version__
 
 
 def train(config=None, overrides: list[str] | None = None, resume=None, quiet: bool = False):

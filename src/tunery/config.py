@@ -16,6 +16,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tunery.errors import TuneryError
+
 # Every method name `method:` accepts; each is a module in tunery/methods/.
 Method = Literal[
     "lora", "dora", "qlora", "adalora", "ia3", "prefix", "prompt", "ptuning", "loha", "lokr", "oft",
@@ -282,8 +284,10 @@ ALIASES = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(TuneryError, ValueError):
     """A config the user wrote is wrong; the message says which key and what to do."""
+
+    code = "invalid_config"
 
 
 def load_config(source: str | Path | dict | TuneryConfig, overrides: list[str] | None = None) -> TuneryConfig:

@@ -26,13 +26,16 @@ from pathlib import Path
 import yaml
 
 from tunery.config import ConfigError, TuneryConfig, load_config
+from tunery.errors import TuneryError
 from tunery.run import Run
 
 DEFAULT_MASTER_PORT = 29500
 
 
-class LaunchFailed(RuntimeError):
+class LaunchFailed(TuneryError, RuntimeError):
     """The launcher or one of its processes failed; the message says where the log is."""
+
+    code = "launch_failed"
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,16 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from tunery.errors import TuneryError
 from tunery.inference import load_run_model
 from tunery.methods import get_method, is_peft
 from tunery.run import Run
 
 
-class CannotMerge(ValueError):
+class CannotMerge(TuneryError, ValueError):
     """The run's method has no weights to fold into the base model (prefix, prompt, ...)."""
+
+    code = "cannot_merge"
 
 
 def merge_run(run_path: str | Path, out_dir: str | Path) -> Path:

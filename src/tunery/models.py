@@ -23,6 +23,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tunery.errors import TuneryError
+
 if TYPE_CHECKING:
     import torch
 
@@ -46,8 +48,10 @@ PACKAGE_INSTALL = {
 }
 
 
-class ModelNotFoundError(RuntimeError):
+class ModelNotFoundError(TuneryError, RuntimeError):
     """The name matches no alias, local path or reachable hub model; the message says what to do."""
+
+    code = "model_not_found"
 
 
 def tunery_home() -> Path:

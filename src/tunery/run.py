@@ -15,8 +15,6 @@ of one. Older run.json files load with missing keys filled from `RECORD_DEFAULTS
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Any
 import yaml
 
 from tunery.config import TuneryConfig, load_config
+from tunery.files import drop_torn_line, write_atomic
 
 RECORD_DEFAULTS: dict[str, Any] = {
     "status": "unknown",
@@ -42,42 +41,6 @@ RUN_FILES = (
     "adapter/tokenizer.json",
     "adapter/tokenizer_config.json",
 )
-
-
-def run_files(method: str) -> tuple[str, ...]:
-    """The files every finished run of `method` has: PEFT adapters, or the tensors that trained."""
-    from tunery.methods import OWN_WEIGHT_METHODS
-
-    if method in OWN_WEIGHT_METHODS:
-        weights = ("adapter/trainable.json", "adapter/trainable.safetensors")
-    else:
-        weights = ("adapter/adapter_config.json", "adapter/adapter_model.safetensors")
-    return RUN_FILES + weights
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write then rename: the file is either the old one or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def drop_torn_line(file: Path) -> None:
-    """Cut a last line without its newline (a writer killed mid-line), so the next line starts clean."""
-    if not file.exists():
-        return
-    data = file.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with file.open("r+b") as handle:
-            handle.truncate(data.rfind(b"\n") + 1)
 
 
 @dataclass

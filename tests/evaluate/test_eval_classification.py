@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from tunery.evaluate.classification import classification_scores, evaluate_predictions
+from tunery.evaluate.classification import evaluate_predictions
+from tunery.tasks.label_scores import classification_scores
 
 REFERENCES = ["a", "a", "b", "c"]
 PREDICTIONS = ["a", "b", "b", "a"]

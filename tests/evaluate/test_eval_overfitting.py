@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 import tunery
 from tests.conftest import write_jsonl
-from tunery.evaluate.overfitting import evaluation_points, overfitting_warning
+from tunery.training.overfitting import evaluation_points, overfitting_warning
 
 
 def history(train: list[float], val: list[float]) -> list[dict]:

@@ -17,8 +17,7 @@ import tunery.training.recipe as recipe
 from tests.conftest import chat_rows, write_jsonl
 from tunery.inference import load_run_model
 from tunery.merge import CannotMerge, merge_run
-from tunery.methods import METHODS, apply_method, get_method
-from tunery.run import run_files
+from tunery.methods import METHODS, apply_method, get_method, run_files
 
 # (case id, config overrides): every method once, and LoRA's options.
 CASES = [

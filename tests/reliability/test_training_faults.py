@@ -86,7 +86,7 @@ def test_the_service_reports_out_of_memory_with_its_own_code():
     from tunery.jobs.runner import failure_reason
 
     message = "out of memory at step 3 (CUDA out of memory); lower train.batch_size (now 8), …"
-    assert failure_reason({"type": "TrainingOutOfMemory", "message": message}) == ("out_of_memory", message)
+    assert failure_reason({"code": "out_of_memory", "message": message}) == ("out_of_memory", message)
 
 
 @contextlib.contextmanager

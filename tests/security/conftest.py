@@ -33,9 +33,9 @@ class NoteJobs:
 def in_process_service(folder: Path, **settings) -> Iterator[tuple]:
     from fastapi.testclient import TestClient
 
+    from tunery.app import create_app
     from tunery.service.keys import create_key
-    from tunery.service.main import create_app
-    from tunery.service.settings import Settings
+    from tunery.settings import Settings
 
     app = create_app(Settings(data_dir=folder, **settings))
     with TestClient(app, raise_server_exceptions=False) as client:

@@ -24,8 +24,8 @@ def api(tmp_path_factory):
 
 def openapi_schema() -> dict:
     """The schema the app publishes (building it needs no database; it is not started here)."""
-    from tunery.service.main import create_app
-    from tunery.service.settings import Settings
+    from tunery.app import create_app
+    from tunery.settings import Settings
 
     return create_app(Settings(data_dir="/nonexistent")).openapi()
 

@@ -82,11 +82,11 @@ def test_a_finished_job_is_not_run_again(sessions):
 @pytest.mark.parametrize(
     ("problem", "code", "says"),
     [
-        ({"type": "OutOfMemoryError", "message": "CUDA out of memory"}, "out_of_memory", "lower train.batch_size"),
-        ({"type": "TrainingDiverged", "message": "loss became nan at step 2; lower train.lr"}, "training_diverged", "lower train.lr"),
-        ({"type": "ModelNotFoundError", "message": "model path x does not exist"}, "model_not_found", "does not exist"),
-        ({"type": "DataError", "message": "no rows left", "user_error": True}, "invalid_training_file", "no rows"),
-        ({"type": "KeyError", "message": "'x'"}, "internal_error", "job log"),
+        ({"code": "out_of_memory", "message": "CUDA out of memory"}, "out_of_memory", "lower train.batch_size"),
+        ({"code": "training_diverged", "message": "loss became nan at step 2; lower train.lr"}, "training_diverged", "lower train.lr"),
+        ({"code": "model_not_found", "message": "model path x does not exist"}, "model_not_found", "does not exist"),
+        ({"code": "invalid_training_file", "message": "no rows left"}, "invalid_training_file", "no rows"),
+        ({"code": "internal_error", "message": "KeyError: 'x'"}, "internal_error", "job log"),
     ],
 )  # fmt: skip
 def test_failures_get_a_code_and_a_reason_a_person_can_act_on(problem, code, says):
@@ -105,8 +105,8 @@ def test_a_fine_tuned_model_is_named_after_base_suffix_and_job():
 
 def test_the_server_and_worker_modules_do_not_import_torch():
     code = (
-        "import sys, tunery.cli, tunery.service.main, tunery.jobs.runner, tunery.jobs.local, tunery.jobs.celery_app;"
-        "tunery.service.main.create_app(); print('torch' in sys.modules)"
+        "import sys, tunery.cli, tunery.app, tunery.jobs.runner, tunery.jobs.local, tunery.jobs.celery_app;"
+        "tunery.app.create_app(); print('torch' in sys.modules)"
     )
     assert (
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

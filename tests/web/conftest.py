@@ -10,14 +10,14 @@ from tests.conftest import chat_rows, write_jsonl
 
 @pytest.fixture
 def settings(tmp_path):
-    from tunery.service.settings import Settings
+    from tunery.settings import Settings
 
     return Settings(data_dir=tmp_path / "service", poll_seconds=0.2)
 
 
 @pytest.fixture
 def app_client(settings):
-    from tunery.service.main import create_app
+    from tunery.app import create_app
 
     with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
         yield client

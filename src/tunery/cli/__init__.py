@@ -10,15 +10,15 @@ clear message and exit code 2, never a traceback; TUNERY_DEBUG=1 shows it anyway
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
-import warnings
 
 import typer
 from rich.console import Console
 
 from tunery.cli import data, export, methods, report, service, train, use
+from tunery.errors import error_code
+from tunery.libraries import quiet_libraries
 
 app = typer.Typer(
     help="Fine-tune LLMs on your own data.",
@@ -38,44 +38,12 @@ for command in (*use.COMMANDS, *report.COMMANDS, *export.COMMANDS):
 err_console = Console(stderr=True)
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Errors that come from what the user gave us; their messages say what to do."""
-    from tunery.cli.export import PushFailed
-    from tunery.config import ConfigError
-    from tunery.data.prepare import DataError
-    from tunery.data.tokenize import TemplateError
-    from tunery.data.types import DataFileError
-    from tunery.merge import CannotMerge
-    from tunery.methods import MethodUnavailable
-    from tunery.models import ModelNotFoundError
-
-    errors: list[type[BaseException]] = [
-        ConfigError, DataFileError, DataError, ModelNotFoundError, TemplateError, FileNotFoundError, FileExistsError,
-        CannotMerge, MethodUnavailable, PushFailed,
-    ]  # fmt: skip
-    if "tunery.training.recipe" in sys.modules:  # only importable with torch; loaded if training ran
-        from tunery.training.checkpoint import CheckpointError
-        from tunery.training.memory import TrainingOutOfMemory
-        from tunery.training.recipe import TrainingDiverged
-
-        errors.extend([TrainingDiverged, TrainingOutOfMemory, CheckpointError])
-    return tuple(errors)
-
-
-def quiet_libraries() -> None:
-    """Keep the terminal for our own output: no loading bars, no warnings meant for library authors."""
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' loading bars follow it
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)  # optional CPU kernel package
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-    warnings.filterwarnings("ignore", message=".*torch.jit.script_method.*", category=DeprecationWarning)
-
-
 def main() -> None:
     quiet_libraries()
     try:
         app()
     except Exception as err:
-        if os.environ.get("TUNERY_DEBUG") or not isinstance(err, user_errors()):
+        if os.environ.get("TUNERY_DEBUG") or error_code(err) is None:
             raise
         err_console.print(f"[bold red]error:[/] {err}", highlight=False, markup=True, soft_wrap=True)
         sys.exit(2)

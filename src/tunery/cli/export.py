@@ -15,11 +15,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from tunery.errors import TuneryError
+
 console = Console()
 
 
-class PushFailed(RuntimeError):
+class PushFailed(TuneryError, RuntimeError):
     """The Hub could not be reached or refused the upload."""
+
+    code = "push_failed"
 
 
 def export(

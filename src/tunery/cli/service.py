@@ -30,15 +30,15 @@ def serve(
     import uvicorn
 
     if inference_only:
-        from tunery.serve.app import create_inference_app
+        from tunery.service.inference_app import create_inference_app
 
         models = inference_models(model, adapter or [])
         typer.echo(f"tunery serve --inference-only: {', '.join(models)}", err=True)
         uvicorn.run(create_inference_app(models, max_adapters), host=host, port=port, log_level=log_level)
         return
 
-    from tunery.service.main import create_app
-    from tunery.service.settings import Settings
+    from tunery.app import create_app
+    from tunery.settings import Settings
 
     settings = Settings()
     typer.echo(
@@ -61,7 +61,7 @@ def worker(
     """Run jobs from the broker (TUNERY_BROKER_URL), at most --slots at a time, each in its own training
     process; jobs that ask for GPUs come only to workers with at least that many (docs/deploy.md)."""
     from tunery.jobs.celery_app import run_worker
-    from tunery.service.settings import Settings
+    from tunery.settings import Settings
 
     settings = Settings()
     if not settings.broker_url:
@@ -78,7 +78,7 @@ def create_key(
 ) -> None:
     """Create an API key for PROJECT and print it (only now: it is stored hashed)."""
     from tunery.service.keys import create_key as create
-    from tunery.service.settings import Settings
+    from tunery.settings import Settings
     from tunery.store import connect, session_factory
 
     with session_factory(connect(Settings().database_url)).begin() as session:

@@ -7,7 +7,7 @@ comes from.
 
 - packed (the default for causal-LM SFT): the batch's examples are laid end to
   end in one row with no padding; position ids restart at each example, and the
-  attention keeps examples apart (training/varlen_attention.py splits the row
+  attention keeps examples apart (nn/varlen_attention.py splits the row
   at the boundaries; flash-attention reads the same `cu_seq_lens`). Batches are
   drawn at random, as in an unpacked run: no padding to save by grouping.
 - grouped: examples of similar length share a batch, padded to the longest of
@@ -73,7 +73,7 @@ def collate_padded(examples: Sequence[Encoded], pad_id: int) -> dict:
 def collate_packed(examples: Sequence[Encoded]) -> dict:
     """One row [1, sum of lengths]: input_ids, position_ids restarting per example, labels,
     and the example boundaries under the names flash-attention's varlen kernels read
-    (`cu_seq_lens_q/k`, `max_length_q/k`), which training/varlen_attention.py reads too.
+    (`cu_seq_lens_q/k`, `max_length_q/k`), which nn/varlen_attention.py reads too.
 
     The first label of each example is ignored so no example learns to predict the
     start of the next one.

@@ -7,12 +7,15 @@ from dataclasses import dataclass, field
 
 from tunery.data.tokenize import EncodedData, encode_examples_cached
 from tunery.data.types import Example, LoadedData
+from tunery.errors import TuneryError
 
 SHOWN_ERRORS = 10
 
 
-class DataError(ValueError):
+class DataError(TuneryError, ValueError):
     """The data has rows that cannot be trained on; the message lists them."""
+
+    code = "invalid_training_file"
 
 
 @dataclass

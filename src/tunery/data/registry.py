@@ -38,6 +38,8 @@ SPEC_PATTERN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(@v?(?P<version
 class DatasetNotFoundError(DataFileError):
     """The name or version is not registered; the message lists what is."""
 
+    code = "dataset_not_found"
+
 
 @dataclass(frozen=True)
 class DatasetVersion:
@@ -164,7 +166,7 @@ class DatasetStore:
         return json.loads(file.read_text(encoding="utf-8"))["datasets"]
 
     def _write_index(self, index: dict[str, list[dict]]) -> None:
-        from tunery.run import write_atomic
+        from tunery.files import write_atomic
 
         write_atomic(self.root / "index.json", json.dumps({"datasets": index}, indent=2))
 

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tunery.data.types import Example, TokenCount
+from tunery.errors import TuneryError
 
 ENCODING_VERSION = 1  # bump when encode_all changes what it produces: old cache entries stop matching
 IGNORE = -100  # label of a token that carries no loss (the value torch's cross-entropy skips)
@@ -40,8 +41,10 @@ CHATML_TEMPLATE = (
 )
 
 
-class TemplateError(ValueError):
+class TemplateError(TuneryError, ValueError):
     """The chat template cannot mark assistant turns, so assistant-only loss is impossible."""
+
+    code = "invalid_training_file"
 
 
 @dataclass

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from tunery.errors import TuneryError
+
 ExampleKind = Literal["chat", "completion", "text", "classification"]
 FORMATS = ("chat", "instruction", "completion", "text", "classification")
 
@@ -46,8 +48,10 @@ class RowError:
         return f"{where}: {self.reason}"
 
 
-class DataFileError(ValueError):
+class DataFileError(TuneryError, ValueError):
     """The file as a whole cannot be read: names the file, and the line when there is one."""
+
+    code = "invalid_training_file"
 
     def __init__(self, path: str, reason: str, line: int | None = None, hint: str | None = None):
         self.path, self.reason, self.line, self.hint = path, reason, line, hint

@@ -18,7 +18,7 @@ _HOMES = {
     "compare_runs": "tunery.evaluate.compare_runs",
     "plot_runs": "tunery.evaluate.compare_runs",
     "write_report": "tunery.evaluate.report",
-    "classification_scores": "tunery.evaluate.classification",
+    "classification_scores": "tunery.tasks.label_scores",
     "corpus_scores": "tunery.evaluate.metrics",
     "parse_check": "tunery.evaluate.checks",
     "load_evaluations": "tunery.evaluate.results",

@@ -14,12 +14,16 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from tunery.errors import TuneryError
+
 CheckKind = Literal["json", "regex", "labels", "max_chars"]
 SPELLING = "json, regex:PATTERN, labels:A,B,C or max_chars:N"
 
 
-class CheckError(ValueError):
+class CheckError(TuneryError, ValueError):
     """A format check is written wrongly; the message shows how to write it."""
+
+    code = "invalid_check"
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,8 @@ from tunery.evaluate.forgetting import forgetting_summary, general_text_examples
 from tunery.evaluate.metrics import answer_scores, corpus_scores, mean
 from tunery.evaluate.results import save_evaluation
 from tunery.inference import generate, load_run_model
+from tunery.nn.loss import causal_lm_parts, mean_loss
 from tunery.run import Run
-from tunery.training.loss import causal_lm_parts, mean_loss
 
 
 @dataclass

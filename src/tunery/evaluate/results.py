@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tunery.run import write_atomic
+from tunery.files import write_atomic
 
 METRICS_FILE = "metrics.json"
 EXAMPLES_FILE = "examples.jsonl"

@@ -29,7 +29,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tunery.jobs.resources import GpuPool, JobResources, job_queue, worker_queues
-from tunery.service.settings import Settings
+from tunery.settings import Settings
 from tunery.store.tables import Job
 
 log = logging.getLogger("tunery.jobs")

@@ -23,11 +23,11 @@ def main(spec_path: str) -> int:
     run_dir = Path(spec["run_dir"])
     failure = Path(spec["failure_file"])
     failure.unlink(missing_ok=True)
-    from tunery.cli import quiet_libraries, user_errors
+    from tunery.libraries import quiet_libraries
 
     quiet_libraries()
     try:
-        import tunery
+        from tunery.training.recipe import train
 
         resume = run_dir if (run_dir / "config.yaml").exists() else None
         if spec.get("processes", 1) > 1:  # one per GPU the worker gave the job: torchrun
@@ -35,16 +35,16 @@ def main(spec_path: str) -> int:
 
             launch_training(spec["config"], [], resume, Launch(nproc_per_node=spec["processes"]), quiet=True)
         elif resume is not None:
-            tunery.train(resume=run_dir, quiet=True)
+            train(None, resume=run_dir, quiet=True)
         else:
-            tunery.train(spec["config"], quiet=True)
+            train(spec["config"], quiet=True)
     except BaseException as err:
+        code = failure_code(err)
         failure.write_text(
             json.dumps(
                 {
-                    "type": type(err).__name__,
-                    "message": str(err),
-                    "user_error": isinstance(err, user_errors()),
+                    "code": code,
+                    "message": str(err) if code != "internal_error" else f"{type(err).__name__}: {err}",
                     "traceback": traceback.format_exc(),
                 }
             ),
@@ -53,6 +53,19 @@ def main(spec_path: str) -> int:
         traceback.print_exc()
         return 1
     return 0
+
+
+def failure_code(err: BaseException) -> str:
+    """The error's stable code; a plain out-of-memory (torch's or Python's) is one too."""
+    from tunery.errors import error_code
+
+    code = error_code(err)
+    if code is not None:
+        return code
+    torch = sys.modules.get("torch")
+    if isinstance(err, MemoryError) or (torch is not None and isinstance(err, torch.OutOfMemoryError)):
+        return "out_of_memory"
+    return "internal_error"
 
 
 def _die_with_parent(parent_pid: int) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tunery.jobs.runner import run_job
-from tunery.service.settings import Settings
+from tunery.settings import Settings
 from tunery.store.tables import Job
 
 log = logging.getLogger("tunery.jobs")

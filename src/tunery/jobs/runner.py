@@ -37,11 +37,10 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tunery.jobs.lifecycle import ACTIVE, add_event, fail, register_model, transition
-from tunery.service.settings import Settings
+from tunery.settings import Settings
 from tunery.store.tables import Checkpoint, Job
 
 log = logging.getLogger("tunery.jobs")
-OUT_OF_MEMORY = ("OutOfMemoryError", "MemoryError")
 
 
 def default_owner() -> str:
@@ -263,27 +262,15 @@ def _finish(session: Session, job: Job, returncode: int, run_dir: Path, failure:
 
 def failure_reason(problem: dict) -> tuple[str, str]:
     """(code, message a person can act on) for an error the training process reported."""
-    kind, message = problem.get("type", "Error"), problem.get("message", "")
-    if kind == "TrainingOutOfMemory":  # its message already names the step and the settings
-        return "out_of_memory", message
-    if kind == "CheckpointError":
-        return "checkpoint_failed", message
-    if kind in OUT_OF_MEMORY or "out of memory" in message.lower():
-        return "out_of_memory", (
-            f"out of memory ({message.splitlines()[0] if message else kind}); lower train.batch_size or "
+    code, message = problem.get("code", "internal_error"), problem.get("message", "")
+    if code == "out_of_memory" and "train.batch_size" not in message:  # a plain OOM: say what bounds memory
+        return code, (
+            f"out of memory ({message.splitlines()[0] if message else 'no detail'}); lower train.batch_size or "
             "data.max_length, raise train.grad_accum, or turn on train.gradient_checkpointing"
         )
-    if kind == "TrainingDiverged":
-        return "training_diverged", message
-    if kind == "ModelNotFoundError":
-        return "model_not_found", message
-    if kind in ("DataFileError", "DataError", "TemplateError", "DatasetNotFoundError"):
-        return "invalid_training_file", message
-    if kind == "ConfigError":
-        return "invalid_config", message
-    if problem.get("user_error"):
-        return "invalid_request", message
-    return "internal_error", f"{kind}: {message} (an internal error; the traceback is in the job log)"
+    if code == "internal_error":
+        return code, f"{message} (an internal error; the traceback is in the job log)"
+    return code, message
 
 
 def _record_progress(session: Session, job: Job, run_dir: Path, root: Path) -> None:

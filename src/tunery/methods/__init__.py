@@ -28,6 +28,8 @@ from __future__ import annotations
 from importlib import import_module
 from types import ModuleType
 
+from tunery.errors import TuneryError
+
 METHODS = (
     "lora", "dora", "qlora", "adalora", "ia3", "loha", "lokr", "oft",
     "prefix", "prompt", "ptuning", "llama_adapter",
@@ -39,8 +41,10 @@ METHODS = (
 OWN_WEIGHT_METHODS = ("full", "freeze", "progressive")
 
 
-class MethodUnavailable(RuntimeError):
+class MethodUnavailable(TuneryError, RuntimeError):
     """The method cannot run on this machine or model; the message says why and what to use instead."""
+
+    code = "method_unavailable"
 
 
 def get_method(name: str) -> ModuleType:
@@ -71,3 +75,14 @@ def count_parameters(model) -> tuple[int, int]:
 
 def is_peft(model) -> bool:
     return hasattr(model, "peft_config")
+
+
+def run_files(method: str) -> tuple[str, ...]:
+    """The files every finished run of `method` has: PEFT adapters, or the tensors that trained."""
+    from tunery.run import RUN_FILES
+
+    if method in OWN_WEIGHT_METHODS:
+        weights = ("adapter/trainable.json", "adapter/trainable.safetensors")
+    else:
+        weights = ("adapter/adapter_config.json", "adapter/adapter_model.safetensors")
+    return RUN_FILES + weights

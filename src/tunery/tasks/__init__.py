@@ -7,7 +7,7 @@
 
 A task module has `load_model(path, device, dtype, config, labels, **load_kwargs)`,
 `prepare(config, tokenizer) -> PreparedData` and `loss_for(model, data, config)`, whose result
-the training loss takes as `parts` (see training/loss.py).
+the training loss takes as `parts` (see nn/loss.py).
 """
 
 from __future__ import annotations

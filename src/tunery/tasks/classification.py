@@ -125,7 +125,7 @@ def scores(model, data: LabelledData, pad_id: int, batch_size: int = 32) -> dict
     """Accuracy and macro-F1 on the validation set."""
     import torch
 
-    from tunery.evaluate.classification import classification_scores
+    from tunery.tasks.label_scores import classification_scores
 
     if data.validation is None:
         return {}

@@ -23,7 +23,7 @@ def attention_for(config) -> str:
     if config.model.attn_implementation:
         return config.model.attn_implementation
     if config.batching == "packed":
-        from tunery.training.varlen_attention import register
+        from tunery.nn.varlen_attention import register
 
         return register()
     return "sdpa"
@@ -34,6 +34,6 @@ def prepare(config, tokenizer) -> PreparedData:
 
 
 def loss_for(model, data, config):
-    from tunery.training.loss import causal_lm_parts
+    from tunery.nn.loss import causal_lm_parts
 
     return causal_lm_parts(model)

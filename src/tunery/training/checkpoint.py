@@ -20,11 +20,13 @@ from pathlib import Path
 
 import torch
 
+from tunery.errors import TuneryError
+
 MANIFEST = "COMPLETE"
 
 
-class CheckpointError(RuntimeError):
-    pass
+class CheckpointError(TuneryError, RuntimeError):
+    code = "checkpoint_failed"
 
 
 def checkpoint_name(step: int) -> str:

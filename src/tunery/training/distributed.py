@@ -12,7 +12,7 @@ summed, so a step on N processes computes the same update as on one.
 ddp: the arithmetic of torch's DistributedDataParallel, written out: after the step's
 backward passes the trainable parameters' gradients are summed in flat all-reduces.
 We do not wrap the model in `DistributedDataParallel` because its reducer expects
-every forward to go through the wrapper, while training/loss.py runs the model's body
+every forward to go through the wrapper, while nn/loss.py runs the model's body
 and head apart; and for adapters (a few MB of gradients) one all-reduce per optimiser
 step costs little. The model stays the PEFT model the rest of tunery knows.
 

@@ -11,9 +11,13 @@ import inspect
 
 import torch
 
+from tunery.errors import TuneryError
 
-class TrainingOutOfMemory(RuntimeError):
+
+class TrainingOutOfMemory(TuneryError, RuntimeError):
     """A step ran out of (GPU or CPU) memory; the message names the settings that bound memory use."""
+
+    code = "out_of_memory"
 
 
 def memory_hint(cfg) -> str:

@@ -24,10 +24,12 @@ from tunery.config import TuneryConfig, load_config
 from tunery.data.batching import collate, plan_batches, split_by_tokens, supervised_tokens
 from tunery.data.prepare import PreparedData
 from tunery.data.tokenize import EncodedData, ensure_chat_template
-from tunery.evaluate.overfitting import overfitting_warning
+from tunery.errors import TuneryError
 from tunery.methods import apply_method, count_parameters, get_method
 from tunery.methods.weights import save_weights
 from tunery.models import load_tokenizer, pick_device, pick_dtype, resolve_model, set_threads
+from tunery.nn.fused_lora import use_fused_lora
+from tunery.nn.loss import mean_loss, summed_loss
 from tunery.run import Run
 from tunery.tasks import get_task
 from tunery.tasks.classification import save_labels
@@ -39,16 +41,17 @@ from tunery.training.checkpoint import (
     save_checkpoint,
     verify_checkpoint,
 )
-from tunery.training.fused_lora import use_fused_lora
-from tunery.training.loss import mean_loss, summed_loss
 from tunery.training.memory import explains_out_of_memory
+from tunery.training.overfitting import overfitting_warning
 from tunery.training.progress import Progress
 
 log = logging.getLogger("tunery.training")
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(TuneryError, RuntimeError):
     """The loss became NaN or infinite; training stops at once instead of training on garbage."""
+
+    code = "training_diverged"
 
 
 @dataclass
@@ -380,9 +383,9 @@ def _last_val_loss(history: list[dict]) -> float | None:
 def package_versions() -> dict:
     from importlib.metadata import version
 
-    import tunery
+    from tunery.version import __version__
 
-    versions = {"tunery": tunery.__version__, "python": platform.python_version()}
+    versions = {"tunery": __version__, "python": platform.python_version()}
     for name in ("torch", "transformers", "peft"):
         versions[name] = version(name)
     return versions

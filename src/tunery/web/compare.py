@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from tunery.service.api.routes.jobs import get_job
 from tunery.service.errors import ApiError
-from tunery.service.settings import Settings
+from tunery.settings import Settings
 
 CURVES = ("loss", "val_loss")
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from tunery.service.errors import ApiError
 from tunery.service.keys import project_of
-from tunery.service.settings import Settings
+from tunery.settings import Settings
 
 
 def get_session(request: Request) -> Iterator[Session]:

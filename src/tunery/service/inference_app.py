@@ -9,9 +9,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-import tunery
 from tunery.service import errors
 from tunery.service.api.routes import inference
+from tunery.version import __version__
 
 
 def create_inference_app(models: dict[str, tuple[str, str]], max_adapters: int = 8) -> FastAPI:
@@ -24,7 +24,7 @@ def create_inference_app(models: dict[str, tuple[str, str]], max_adapters: int =
         if getattr(app.state, "engine", None) is not None:
             app.state.engine.stop()
 
-    app = FastAPI(title="tunery inference", version=tunery.__version__, lifespan=lifespan)
+    app = FastAPI(title="tunery inference", version=__version__, lifespan=lifespan)
     errors.install(app)
     app.include_router(inference.router)
 

@@ -1,6 +1,8 @@
 """The FastAPI app: routers, error shape, and the worker (local) or dispatcher (Celery) in its lifespan.
 
-uvicorn --factory tunery.service.main:create_app      # or: tunery serve
+uvicorn --factory tunery.app:create_app      # or: tunery serve
+
+The composition root: the API (tunery.service) and the dashboard (tunery.web) in one app.
 """
 
 from __future__ import annotations
@@ -9,12 +11,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-import tunery
 from tunery import web
 from tunery.service import errors
 from tunery.service.api.routes import datasets, files, health, inference, jobs, models, registry, runs
 from tunery.service.limits import UploadLimit
-from tunery.service.settings import Settings
+from tunery.settings import Settings
+from tunery.version import __version__
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -33,7 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if getattr(app.state, "engine", None) is not None:
             app.state.engine.stop()
 
-    app = FastAPI(title="tunery", version=tunery.__version__, lifespan=lifespan)
+    app = FastAPI(title="tunery", version=__version__, lifespan=lifespan)
     errors.install(app)
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
     for module in (health, files, jobs, models, datasets, runs, registry, inference):
