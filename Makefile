@@ -49,9 +49,12 @@ bench-serve: setup
 bench-methods: setup
 	$(BIN)/python bench/methods_table.py --steps 3 --batch-size 4 --valid-rows 8
 
+# ruff (lint and format), mypy (strict on the public API), import-linter (the layers of docs/architecture.md).
 lint: setup
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 format: setup
 	$(BIN)/ruff check --fix src tests bench examples

@@ -6,6 +6,8 @@ import logging
 import os
 import warnings
 
+from tunery.errors import TuneryError
+
 
 def quiet_libraries() -> None:
     """Keep the terminal for our own output: no loading bars, no warnings meant for library authors."""
@@ -13,3 +15,46 @@ def quiet_libraries() -> None:
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)  # optional CPU kernel package
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*torch.jit.script_method.*", category=DeprecationWarning)
+
+
+class MissingExtra(TuneryError):
+    """A feature's optional dependencies are not installed; the message names the extra to install."""
+
+    code = "missing_extra"
+
+
+def require_extra(extra: str, feature: str) -> None:
+    """Refuse `feature` with one line naming `pip install 'tunery[extra]'` when that extra is missing.
+
+    The extra's packages are read from tunery's own metadata (pyproject's optional-dependencies),
+    so the list lives in one place. Run from a source tree without metadata, nothing is checked.
+    """
+    missing = missing_packages(extra)
+    if missing:
+        raise MissingExtra(
+            f"{feature} needs the [{extra}] extra: pip install 'tunery[{extra}]' (missing: {', '.join(missing)})"
+        )
+
+
+def missing_packages(extra: str) -> list[str]:
+    """The distributions of tunery's `extra` (and of the extras it names) that are not installed."""
+    from importlib.metadata import PackageNotFoundError, requires, version
+
+    from packaging.requirements import Requirement
+
+    try:
+        wanted = [Requirement(line) for line in requires("tunery") or []]
+    except PackageNotFoundError:
+        return []
+    missing = []
+    for requirement in wanted:
+        if requirement.marker is None or not requirement.marker.evaluate({"extra": extra}):
+            continue
+        if requirement.name == "tunery":  # an extra made of other extras: tunery[serve]
+            missing += [name for inner in sorted(requirement.extras) for name in missing_packages(inner)]
+            continue
+        try:
+            version(requirement.name)
+        except PackageNotFoundError:
+            missing.append(requirement.name)
+    return missing

@@ -15,6 +15,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from tunery.cli import data, export, methods, report, service, train, use
 from tunery.errors import error_code
@@ -45,5 +46,5 @@ def main() -> None:
     except Exception as err:
         if os.environ.get("TUNERY_DEBUG") or error_code(err) is None:
             raise
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False, markup=True, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, markup=True, soft_wrap=True)
         sys.exit(2)

@@ -13,6 +13,8 @@ from typing import Annotated
 
 import typer
 
+from tunery.libraries import require_extra
+
 keys = typer.Typer(help="API keys of the service.", no_args_is_help=True)
 
 
@@ -27,6 +29,10 @@ def serve(
 ) -> None:
     """Start the fine-tuning API (OpenAI-compatible /v1 and native /api); jobs run in a local worker
     unless TUNERY_BROKER_URL points to Celery workers. With --inference-only, serve models without a database."""
+    require_extra(
+        "serve" if inference_only else "service",
+        "tunery serve" + (" --inference-only" if inference_only else ""),
+    )
     import uvicorn
 
     if inference_only:
@@ -60,6 +66,7 @@ def worker(
 ) -> None:
     """Run jobs from the broker (TUNERY_BROKER_URL), at most --slots at a time, each in its own training
     process; jobs that ask for GPUs come only to workers with at least that many (docs/deploy.md)."""
+    require_extra("service", "tunery worker")
     from tunery.jobs.celery_app import run_worker
     from tunery.settings import Settings
 
@@ -77,6 +84,7 @@ def create_key(
     project: Annotated[str, typer.Option(help="The project the key sees and creates objects in.")],
 ) -> None:
     """Create an API key for PROJECT and print it (only now: it is stored hashed)."""
+    require_extra("service", "tunery keys")
     from tunery.service.keys import create_key as create
     from tunery.settings import Settings
     from tunery.store import connect, session_factory
