@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from tunery import web
-from tunery.service import errors
+from tunery.service.api import errors
 from tunery.service.api.routes import datasets, files, health, inference, jobs, models, registry, runs
 from tunery.service.limits import UploadLimit
 from tunery.settings import Settings
@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (health, files, jobs, models, datasets, runs, registry, inference):
         app.include_router(module.router)
     app.include_router(files.report_router)
-    web.mount(app)  # the web dashboard at /, over the same route functions
+    web.mount(app)  # the web dashboard at /, over the same domain functions
     return app
 
 

@@ -146,13 +146,14 @@ def test_the_job_form_gets_exactly_the_apis_error(signed_in, key, good_file, bod
 
 
 def test_the_new_job_page_offers_every_method_with_its_explanation(signed_in, good_file):
-    from tunery.methods import METHODS, get_method
+    from tunery.config.registry import method_spec
+    from tunery.methods import METHODS
 
     signed_in.post("/ui/files", files={"file": ("orders.jsonl", good_file.read_bytes())})
     page = signed_in.get("/jobs/new").text
     for name in METHODS:
         assert f'<option value="{name}" data-summary="' in page
-    assert get_method("lora").SUMMARY in page
+    assert method_spec("lora").summary in page
     assert "orders v1 (12 rows)" in page
     for label in ("Base model", "Epochs", "Batch size", "Learning-rate multiplier", "Validation split"):
         assert f">{label}</label>" in page

@@ -14,8 +14,10 @@ it came from, what changed against its parent and, for a mixed set, its recipe.
 Only files whose every row is valid are registered: a version is something you can
 train on.
 
-The index is one JSON file written atomically; the platform service will move it
-to a database, so nothing outside this module reads it.
+The index is one JSON file written atomically; nothing outside this module reads it.
+What a version holds (hash, parent, rows, format, stats) is computed by
+`tunery.data.versions.version_record`, the same function the service's SQL registry
+uses, so this module only keeps the file copies and the index.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 
 from tunery.data.diff import RowDiff, diff_examples
 from tunery.data.types import DataFileError, LoadedData
+from tunery.data.versions import version_record
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 SPEC_PATTERN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(@v?(?P<version>\d+))?$")
@@ -54,6 +57,7 @@ class DatasetVersion:
     file: str  # the stored copy, relative to the store root
     changes: dict[str, int] | None = None  # added/removed/changed/unchanged against `parent`
     recipe: dict[str, Any] | None = None  # how a mixed set was made
+    stats: dict[str, Any] | None = None  # `tunery.data.versions.version_stats`; None in older indexes
 
     @property
     def spec(self) -> str:
@@ -117,7 +121,8 @@ class DatasetStore:
 
         `source` is what to record as the origin when `path` is a temporary file (a mix).
         """
-        from tunery.data.prepare import load_checked
+        from tunery.data.check import check_data
+        from tunery.data.formats import load_checked
 
         if not NAME_PATTERN.match(name):
             raise DataFileError(name, "not a valid dataset name", hint="letters, digits, '.', '_' and '-'")
@@ -126,14 +131,11 @@ class DatasetStore:
         if previous and previous.content_hash == loaded.content_hash and previous.recipe == recipe:
             return Added(previous, RowDiff(0, 0, 0, previous.rows), is_new=False)
         diff = diff_examples(self.load(previous).examples, loaded.examples) if previous else None
+        record = version_record(check_data(loaded).to_dict(), previous)
         version = DatasetVersion(
             name=name,
-            version=previous.version + 1 if previous else 1,
-            content_hash=loaded.content_hash,
-            parent=previous.version if previous else None,
+            **asdict(record),
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            rows=len(loaded.examples),
-            format=loaded.format,
             source=source or str(Path(path).resolve()),
             file=self._store_copy(Path(path), loaded.content_hash),
             changes=diff.counts() if diff else None,

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tunery.store.tables import DatasetVersion, Event, File, Job, Model, now
+from tunery.store.tables import DatasetVersionRow, Event, File, Job, Model, now
 
 ACTIVE = ("validating_files", "queued", "running")
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -68,9 +68,9 @@ def register_model(session: Session, job: Job, adapter: str, run_record: dict) -
     training = session.scalar(select(File).where(File.id == job.training_file))
     dataset = (
         session.scalar(
-            select(DatasetVersion)
-            .where(DatasetVersion.file_id == job.training_file)
-            .order_by(DatasetVersion.seq.desc())
+            select(DatasetVersionRow)
+            .where(DatasetVersionRow.file_id == job.training_file)
+            .order_by(DatasetVersionRow.seq.desc())
         )
         if training
         else None

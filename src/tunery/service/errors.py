@@ -1,13 +1,16 @@
-"""Errors in OpenAI's shape: `{"error": {"message", "type", "param", "code", ...}}`, so the openai client reads them."""
+"""Errors in OpenAI's shape: `{"error": {"message", "type", "param", "code", ...}}`, so the openai client reads them.
+
+    raise ApiError(409, "file f is used by job j", code="file_in_use")
+    raise refusal(err, param="tunery")      # a user error (TuneryError) answered with its own code
+
+No FastAPI here: the domain layer raises these; `tunery.service.api.errors.install` answers them.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from tunery.errors import TuneryError, error_code
 
 TYPES = {
     400: "invalid_request_error",
@@ -18,7 +21,9 @@ TYPES = {
 }
 
 
-class ApiError(Exception):
+class ApiError(TuneryError):
+    """A refusal with its HTTP status; `code` is the stable OpenAI-style code (None: none to give)."""
+
     def __init__(
         self, status: int, message: str, code: str | None = None, param: str | None = None, **extra: Any
     ):
@@ -26,11 +31,16 @@ class ApiError(Exception):
         self.status, self.message, self.code, self.param, self.extra = status, message, code, param, extra
 
 
+def refusal(err: BaseException, status: int = 400, param: str | None = None, **extra: Any) -> ApiError:
+    """A user error as the API answers it: the message, and the code the error itself carries."""
+    return ApiError(status, str(err), code=error_code(err), param=param, **extra)
+
+
 def not_found(kind: str, id: str) -> ApiError:
     return ApiError(404, f"no {kind} with id '{id}'", code=f"{kind}_not_found")
 
 
-def _body(status: int, message: str, code=None, param=None, **extra) -> dict:
+def error_body(status: int, message: str, code=None, param=None, **extra) -> dict:
     return {
         "error": {
             "message": message,
@@ -40,22 +50,3 @@ def _body(status: int, message: str, code=None, param=None, **extra) -> dict:
             **extra,
         }
     }
-
-
-def install(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(_request: Request, err: ApiError) -> JSONResponse:
-        return JSONResponse(
-            _body(err.status, err.message, err.code, err.param, **err.extra), status_code=err.status
-        )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, err: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(_body(err.status_code, str(err.detail)), status_code=err.status_code)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, err: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
-        return JSONResponse(
-            _body(400, f"invalid request: {problems}", code="invalid_request"), status_code=400
-        )

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from tunery.service import errors
+from tunery.service.api import errors
 from tunery.service.api.routes import inference
 from tunery.version import __version__
 

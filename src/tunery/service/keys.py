@@ -1,7 +1,13 @@
-"""API keys: a random secret shown once, stored as its sha256.
+"""API keys: a random secret shown once, stored as its sha256; one check for every way in.
 
     secret = create_key(session, "team-a")      # "tk-…"; `tunery keys create --project team-a`
+    live_key(session, secret=secret)            # the key's row, or None (unknown or revoked)
+    live_key(session, key_id=row.id)            # the same check for a dashboard session's cookie
     project_of(session, secret)                 # "team-a", or None
+
+`live_key` is the only place that decides whether a key lets a caller in: the API's Bearer
+dependency, the inference endpoints, the dashboard's sign-in and its session cookie all ask
+it, so a revoked key is refused everywhere at once.
 
 The secrets are 32 random bytes, so a plain sha256 (no salt, no slow hash) cannot be
 reversed or guessed, and lets a request find its key with one indexed lookup.
@@ -33,10 +39,21 @@ def create_key(session: Session, project: str) -> str:
     return secret
 
 
-def project_of(session: Session, secret: str) -> str | None:
+def live_key(session: Session, *, secret: str | None = None, key_id: str | None = None) -> ApiKey | None:
+    """The unrevoked key with this secret (a Bearer key, the sign-in form) or this row id (a session)."""
+    if (secret is None) == (key_id is None):
+        raise TypeError("live_key takes exactly one of secret= and key_id=")
+    live = select(ApiKey).where(ApiKey.revoked.is_(False))
+    if secret is None:  # so key_id is given
+        return session.scalar(live.where(ApiKey.id == key_id))
     digest = hash_key(secret)
-    key = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked.is_(False)))
+    key = session.scalar(live.where(ApiKey.key_hash == digest))
     # The lookup compares digests, not secrets; compare_digest keeps the last check constant-time too.
     if key is None or not hmac.compare_digest(key.key_hash, digest):
         return None
-    return key.project
+    return key
+
+
+def project_of(session: Session, secret: str) -> str | None:
+    key = live_key(session, secret=secret)
+    return key.project if key else None

@@ -13,7 +13,7 @@ import contextlib
 
 from starlette.responses import JSONResponse
 
-from tunery.service.errors import _body
+from tunery.service.errors import error_body
 
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and the `purpose` field around the file
 
@@ -60,5 +60,5 @@ class UploadLimit:
 
     async def _refuse(self, scope, receive, send) -> None:
         message = f"the upload is over the limit of {self.max_bytes} bytes"
-        refusal = _body(413, message, code="file_too_large", param="file")
+        refusal = error_body(413, message, code="file_too_large", param="file")
         await JSONResponse(refusal, status_code=413, headers={"Connection": "close"})(scope, receive, send)

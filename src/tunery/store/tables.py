@@ -52,7 +52,9 @@ class File(Base):
     created_at: Mapped[int] = mapped_column(BigInteger, default=now)
 
 
-class DatasetVersion(Base):
+class DatasetVersionRow(Base):
+    """A dataset version in the service, filled from `tunery.data.versions.VersionRecord`."""
+
     __tablename__ = "dataset_versions"
     __table_args__ = (UniqueConstraint("project", "name", "version"),)
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

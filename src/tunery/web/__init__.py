@@ -5,8 +5,9 @@
 
 Server-rendered Jinja2 pages with a little plain JavaScript (fetch and EventSource) and uPlot
 for the charts, vendored under static/vendor with its licence: nothing is fetched from
-anywhere but this server (docs/dashboard.md). Pages and actions call the REST API's route
-functions, so what the dashboard shows and refuses is what the API does.
+anywhere but this server (docs/dashboard.md). Pages and actions call the service's domain
+functions (`tunery.service.domain`), as the REST API's routes do, so what the dashboard shows
+and refuses is what the API does.
 """
 
 from __future__ import annotations

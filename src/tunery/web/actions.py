@@ -1,27 +1,28 @@
 """What the dashboard's scripts and forms call, under `/ui/`: signed in by the session cookie.
 
-Each action runs the REST API's own route function (`upload_file`, `create_job`, `cancel_job`,
-`delete_model`, `chat_completions`), so validation and errors are the API's: a job form
-sent here fails with the very JSON error `/v1/fine_tuning/jobs` gives for the same body.
+Each action runs the domain function the REST API's route runs (`files.store_upload`,
+`jobs.create_job`, `jobs.cancel_job`, `models.delete_model`, `inference.chat`), so validation and
+errors are the API's: a job form sent here fails with the very JSON error
+`/v1/fine_tuning/jobs` gives for the same body.
 """
 
 from __future__ import annotations
 
 import functools
-import io
-import zipfile
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
-from sqlalchemy import select
 
 from tunery.service.api.deps import DispatcherDep, SessionDep, SettingsDep
-from tunery.service.api.routes import datasets, files, inference, jobs, models
+from tunery.service.api.streaming import as_response
+from tunery.service.domain import datasets, files, inference, jobs, models
+from tunery.service.domain.lookups import get_job
 from tunery.service.errors import ApiError
+from tunery.service.schemas.datasets import DatasetVersionReport
+from tunery.service.schemas.files import FilePublic
 from tunery.service.schemas.inference import ChatRequest
 from tunery.service.schemas.jobs import JobCreate, JobPublic
-from tunery.store.tables import File
 from tunery.web.auth import ActionProject
 from tunery.web.live import job_event_stream
 from tunery.web.pages import render
@@ -36,20 +37,17 @@ def upload(
 ) -> HTMLResponse:
     """An upload from the Datasets page; answers with the rendered validation report (400 when refused)."""
     try:
-        stored = files.upload_file(file, "fine-tune", session, project, settings)
+        stored = files.store_upload(session, project, settings, file.file, file.filename, "fine-tune")
     except ApiError as err:
         report = err.extra.get("report")
         return render(
             request, "_upload_result.html", status_code=err.status, error=err.message, report=report
         )
-    name = files.dataset_name(stored.filename)
-    version = next(
-        v
-        for v in datasets.list_versions(name, session, project).data
-        if v.content_hash == stored.content_hash
-    )
-    shown = datasets.get_version(name, version.version, session, project)
-    return render(request, "_upload_result.html", error=None, file=stored, version=shown, report=shown.report)
+    shown = DatasetVersionReport.of(datasets.version_of_upload(session, project, stored))
+    return render(
+        request, "_upload_result.html", error=None, file=FilePublic.of(stored), version=shown,
+        report=shown.report,
+    )  # fmt: skip
 
 
 @router.get("/datasets/{name}/versions/{version}/lengths")
@@ -67,10 +65,7 @@ def token_lengths(
     from tunery.data import load_examples
     from tunery.models import ModelNotFoundError
 
-    shown = datasets.get_version(name, version, session, project)
-    stored = session.scalar(select(File).where(File.id == shown.file_id, File.project == project))
-    if stored is None:
-        raise ApiError(404, f"the file of {name} version {version} was deleted", code="file_not_found")
+    stored = datasets.file_of_version(session, project, datasets.get_version(session, project, name, version))
     try:
         count = _token_counter(model, max_length)
     except (ModelNotFoundError, OSError, ValueError) as err:
@@ -118,18 +113,18 @@ def create_job(
     dispatcher: DispatcherDep,
 ) -> JobPublic:
     """The New job form's JSON, exactly the body `POST /v1/fine_tuning/jobs` takes."""
-    return jobs.create_job(body, session, project, settings, dispatcher)
+    return JobPublic.of(jobs.create_job(session, project, body, settings, dispatcher))
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobPublic)
 def cancel_job(job_id: str, session: SessionDep, project: ActionProject) -> JobPublic:
-    return jobs.cancel_job(job_id, session, project)
+    return JobPublic.of(jobs.cancel_job(session, project, job_id))
 
 
 @router.get("/jobs/statuses")
 def job_statuses(session: SessionDep, project: ActionProject) -> list[dict]:
     """The Jobs page's live column: id, status and model of the newest 100 jobs."""
-    listed = jobs.list_jobs(session, project, after=None, limit=100).data
+    listed, _ = jobs.list_jobs(session, project, limit=100)
     return [{"id": j.id, "status": j.status, "fine_tuned_model": j.fine_tuned_model} for j in listed]
 
 
@@ -138,7 +133,7 @@ async def stream_job(job_id: str, request: Request, project: ActionProject) -> S
     """Server-sent events: every event of the job, oldest first, then live ones until it finishes."""
     after = int(request.headers.get("last-event-id", "0") or 0)
     with request.app.state.sessions() as session:
-        jobs.get_job(session, project, job_id)  # 404 before the stream starts
+        get_job(session, project, job_id)  # 404 before the stream starts
     return StreamingResponse(
         job_event_stream(request, job_id, after),
         media_type="text/event-stream",
@@ -172,20 +167,10 @@ def _estimates(model: str) -> list[dict]:
 @router.get("/models/export")
 def export_adapter(id: str, session: SessionDep, project: ActionProject, settings: SettingsDep):
     """The model's adapter folder as a zip (what `tunery export RUN --adapter OUT` writes)."""
-    model = models.get_model(session, project, id)
-    folder = settings.artifacts / model.path
-    if not folder.is_dir():
-        raise ApiError(
-            404, f"the adapter of {id} is no longer on disk ({model.path})", code="artifact_missing"
-        )
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                archive.write(path, f"adapter/{path.relative_to(folder)}")
+    archive = models.adapter_zip(session, project, settings, id)
     filename = id.replace(":", "_").replace("/", "_") + "-adapter.zip"
     return StreamingResponse(
-        iter([buffer.getvalue()]),
+        iter([archive]),
         media_type="application/zip",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
@@ -193,11 +178,11 @@ def export_adapter(id: str, session: SessionDep, project: ActionProject, setting
 
 @router.post("/models/delete")
 def delete_model(id: Annotated[str, Form()], session: SessionDep, project: ActionProject) -> RedirectResponse:
-    models.delete_model(id, session, project)
+    models.delete_model(session, project, id)
     return RedirectResponse("/models", status_code=303)
 
 
 @router.post("/chat")
 async def chat(body: ChatRequest, request: Request, project: ActionProject):
     """The Playground: `/v1/chat/completions` for the signed-in project (streams when asked)."""
-    return await inference.chat_completions(body, request, project)
+    return as_response(await inference.chat(request.app.state, project, body))

@@ -22,10 +22,9 @@ from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import Depends, Request
-from sqlalchemy import select
 
+from tunery.service import keys
 from tunery.service.errors import ApiError
-from tunery.service.keys import hash_key
 from tunery.store.tables import ApiKey
 
 COOKIE = "tunery_session"
@@ -70,11 +69,9 @@ def key_id_of(secret: bytes, cookie: str | None, now: float | None = None) -> st
     return key_id
 
 
-def key_row(session, secret_key: str) -> ApiKey | None:
-    """The live key row of an API key as typed on the sign-in page."""
-    return session.scalar(
-        select(ApiKey).where(ApiKey.key_hash == hash_key(secret_key.strip()), ApiKey.revoked.is_(False))
-    )
+def key_of_sign_in(session, typed: str) -> ApiKey | None:
+    """The live key row of an API key as typed on the sign-in page (`keys.live_key` decides)."""
+    return keys.live_key(session, secret=typed.strip()) if typed.strip() else None
 
 
 def secret_of(request: Request) -> bytes:
@@ -91,7 +88,7 @@ def project_of_session(request: Request) -> str | None:
     if key_id is None:
         return None
     with request.app.state.sessions() as session:
-        key = session.scalar(select(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked.is_(False)))
+        key = keys.live_key(session, key_id=key_id)  # a revoked key ends its sessions at once
         return key.project if key else None
 
 

@@ -6,7 +6,7 @@ compare_jobs(session, "team-a", settings, ["ftjob-a", "ftjob-b"])
 
 from __future__ import annotations
 
-from tunery.service.api.routes.jobs import get_job
+from tunery.service.domain.lookups import get_job
 from tunery.service.errors import ApiError
 from tunery.settings import Settings
 

@@ -1,7 +1,8 @@
-"""The dashboard's pages: server-rendered Jinja2 templates over the API's own route functions.
+"""The dashboard's pages: server-rendered Jinja2 templates over the service's domain functions.
 
-Every page reads through the same functions the REST API runs (`list_jobs`, `get_version`,
-`list_registry`, …), so the dashboard shows exactly what the API answers, per project.
+Every page reads through the same functions the REST API's routes call (`tunery.service.domain`:
+`jobs.list_jobs`, `datasets.get_version`, `models.list_models`, …) and shows the API's own
+schemas, so the dashboard shows exactly what the API answers, per project.
 """
 
 from __future__ import annotations
@@ -14,13 +15,20 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from tunery.service.api.deps import SessionDep, SettingsDep
-from tunery.service.api.routes import datasets, files, jobs, registry, runs
+from tunery.service.domain import datasets, files, jobs, models
+from tunery.service.domain.lookups import get_job
+from tunery.service.domain.runs import read_run
 from tunery.service.errors import ApiError
+from tunery.service.schemas.datasets import DatasetPublic, DatasetVersionPublic, DatasetVersionReport
+from tunery.service.schemas.files import FilePublic
+from tunery.service.schemas.jobs import CheckpointPublic, JobPublic
+from tunery.service.schemas.models import ModelLineage
+from tunery.service.schemas.runs import Evaluation
 from tunery.web.auth import (
     COOKIE,
     LIFETIME_SECONDS,
     PageProject,
-    key_row,
+    key_of_sign_in,
     safe_next,
     secret_of,
     session_cookie,
@@ -52,6 +60,11 @@ def not_found_page(request: Request, project: str, err: ApiError) -> HTMLRespons
     return render(request, "error.html", status_code=err.status, project=project, message=err.message)
 
 
+def recent_jobs(session, project: str) -> list[JobPublic]:
+    """The newest 100 jobs, as the Jobs and Compare pages list them."""
+    return [JobPublic.of(job) for job in jobs.list_jobs(session, project, limit=100)[0]]
+
+
 @router.get("/")
 def home() -> RedirectResponse:
     return RedirectResponse("/jobs", status_code=303)
@@ -70,7 +83,7 @@ def sign_in(
     next: Annotated[str, Form()] = "/jobs",
 ) -> Response:
     """Check the key once; the browser keeps a signed cookie naming the key's row, never the key."""
-    key = key_row(session, api_key) if api_key.strip() else None
+    key = key_of_sign_in(session, api_key)
     if key is None:
         message = "That API key is not valid. Create one with: tunery keys create --project NAME"
         return render(request, "signin.html", status_code=401, next=safe_next(next), error=message)
@@ -91,7 +104,10 @@ def sign_out() -> RedirectResponse:
 
 @router.get("/datasets")
 def datasets_page(request: Request, session: SessionDep, project: PageProject) -> HTMLResponse:
-    found = datasets.list_datasets(session, project).data
+    found = [
+        DatasetPublic(name=d.name, latest=DatasetVersionPublic.of(d.latest), versions=d.versions)
+        for d in datasets.list_datasets(session, project)
+    ]
     return render(request, "datasets.html", project=project, datasets=found)
 
 
@@ -100,8 +116,8 @@ def dataset_version_page(
     request: Request, name: str, version: int, session: SessionDep, project: PageProject
 ) -> HTMLResponse:
     try:
-        shown = datasets.get_version(name, version, session, project)
-        versions = datasets.list_versions(name, session, project).data
+        shown = DatasetVersionReport.of(datasets.get_version(session, project, name, version))
+        versions = [DatasetVersionPublic.of(v) for v in datasets.list_versions(session, project, name)]
     except ApiError as err:
         return not_found_page(request, project, err)
     return render(request, "dataset.html", project=project, version=shown, versions=versions)
@@ -109,8 +125,7 @@ def dataset_version_page(
 
 @router.get("/jobs")
 def jobs_page(request: Request, session: SessionDep, project: PageProject) -> HTMLResponse:
-    listed = jobs.list_jobs(session, project, after=None, limit=100).data
-    return render(request, "jobs.html", project=project, jobs=listed)
+    return render(request, "jobs.html", project=project, jobs=recent_jobs(session, project))
 
 
 @router.get("/jobs/new")
@@ -119,17 +134,17 @@ def new_job_page(
 ) -> HTMLResponse:
     """The job form; `?model=` fills in the base model."""
     from tunery.config import ModelConfig, TrainConfig
-    from tunery.methods import METHODS, get_method
+    from tunery.config.registry import METHOD_SPECS
 
-    methods = [(name, get_method(name).SUMMARY) for name in METHODS]
+    methods = [(spec.name, spec.summary) for spec in METHOD_SPECS]
     versions = [
-        version
-        for dataset in datasets.list_datasets(session, project).data
-        for version in reversed(datasets.list_versions(dataset.name, session, project).data)
+        DatasetVersionPublic.of(version)
+        for dataset in datasets.list_datasets(session, project)
+        for version in reversed(datasets.list_versions(session, project, dataset.name))
         if version.file_id
     ]
-    uploaded = files.list_files(session, project, purpose="fine-tune", limit=100, after=None).data
-    bases = sorted({entry.base_model for entry in registry.list_registry(session, project, None).data})
+    uploaded = [FilePublic.of(f) for f in files.list_files(session, project, purpose="fine-tune")[0]]
+    bases = sorted({entry.base_model for entry in models.list_models(session, project)})
     return render(
         request, "job_new.html", project=project, methods=methods, versions=versions, files=uploaded,
         bases=bases, model=model or (bases[0] if bases else ModelConfig.model_fields["name"].default),
@@ -142,21 +157,21 @@ def job_page(
     request: Request, job_id: str, session: SessionDep, project: PageProject, settings: SettingsDep
 ) -> HTMLResponse:
     try:
-        job = jobs.retrieve_job(job_id, session, project)
-        checkpoints = jobs.list_checkpoints(job_id, session, project, settings, after=None, limit=100).data
-        evaluation = runs.get_evaluation(job_id, session, project, settings)
-        run = runs.get_run(job_id, session, project, settings)
+        job = JobPublic.of(get_job(session, project, job_id))
+        saved, _ = jobs.list_checkpoints(session, project, settings, job_id, limit=100)
+        run = read_run(session, project, settings, job_id)
     except ApiError as err:
         return not_found_page(request, project, err)
+    checkpoints = [CheckpointPublic.of(c.row, c.model, c.on_disk) for c in saved]
     return render(
-        request, "job.html", project=project, job=job, checkpoints=checkpoints, evaluation=evaluation,
+        request, "job.html", project=project, job=job, checkpoints=checkpoints, evaluation=Evaluation.of(run),
         warnings=run.record.get("warnings", []), finished=job.status in FINISHED,
     )  # fmt: skip
 
 
 @router.get("/models")
 def models_page(request: Request, session: SessionDep, project: PageProject) -> HTMLResponse:
-    entries = registry.list_registry(session, project, None).data
+    entries = [ModelLineage.of(m) for m in models.list_models(session, project)]
     return render(request, "models.html", project=project, models=entries)
 
 
@@ -170,7 +185,7 @@ def compare_page(
     from tunery.web.compare import compare_jobs
 
     picked = request.query_params.getlist("job")
-    listed = jobs.list_jobs(session, project, after=None, limit=100).data
+    listed = recent_jobs(session, project)
     try:
         comparison = compare_jobs(session, project, settings, picked) if picked else None
     except ApiError as err:
@@ -180,7 +195,7 @@ def compare_page(
 
 @router.get("/playground")
 def playground_page(request: Request, session: SessionDep, project: PageProject) -> HTMLResponse:
-    entries = registry.list_registry(session, project, None).data
+    entries = [ModelLineage.of(m) for m in models.list_models(session, project)]
     picked = request.query_params.getlist("model")[:3]
     bases = sorted({entry.base_model for entry in entries})
     chosen_base = next((e.base_model for e in entries if e.id in picked), bases[0] if bases else "")

@@ -4,7 +4,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from tunery.store.tables import DatasetVersion
+from tunery.store.tables import DatasetVersionRow
 
 
 class DatasetVersionCreate(BaseModel):
@@ -22,7 +22,7 @@ class DatasetVersionPublic(BaseModel):
     created_at: int
 
     @classmethod
-    def of(cls, version: DatasetVersion) -> DatasetVersionPublic:
+    def of(cls, version: DatasetVersionRow) -> DatasetVersionPublic:
         return cls(
             name=version.name, version=version.version, parent=version.parent, file_id=version.file_id,
             content_hash=version.content_hash, rows=version.rows, format=version.format, created_at=version.created_at,
@@ -31,6 +31,10 @@ class DatasetVersionPublic(BaseModel):
 
 class DatasetVersionReport(DatasetVersionPublic):
     report: dict[str, Any]
+
+    @classmethod
+    def of(cls, version: DatasetVersionRow) -> DatasetVersionReport:
+        return cls(**DatasetVersionPublic.of(version).model_dump(), report=version.report)
 
 
 class DatasetPublic(BaseModel):

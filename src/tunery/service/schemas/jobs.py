@@ -4,6 +4,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tunery.config import DEFAULT_LR
 from tunery.jobs.resources import JobResources
 from tunery.store.tables import Checkpoint, Event, Job
 
@@ -13,7 +14,9 @@ Auto = Literal["auto"]
 
 class Hyperparameters(BaseModel):
     batch_size: Auto | int | None = Field(None, description="train.batch_size")
-    learning_rate_multiplier: Auto | float | None = Field(None, description="train.lr = 2e-4 × this")
+    learning_rate_multiplier: Auto | float | None = Field(
+        None, description=f"train.lr = {DEFAULT_LR:g} × this"
+    )
     n_epochs: Auto | int | float | None = Field(None, description="train.epochs (tunery allows fractions)")
 
 

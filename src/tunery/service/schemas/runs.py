@@ -1,8 +1,11 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:
+    from tunery.service.domain.runs import RunFiles
 
 
 class RunPublic(BaseModel):
@@ -16,6 +19,13 @@ class RunPublic(BaseModel):
     attempts: int
     pid: int | None
 
+    @classmethod
+    def of(cls, run: RunFiles) -> RunPublic:
+        return cls(
+            job_id=run.job.id, status=run.job.status, artifact=run.job.run_dir, record=run.record,
+            series=run.series(), attempts=run.job.attempts, pid=run.job.pid,
+        )  # fmt: skip
+
 
 class Evaluation(BaseModel):
     job_id: str
@@ -23,6 +33,10 @@ class Evaluation(BaseModel):
     metrics: dict[str, Any] = Field(
         description="Final metrics (train/val loss, best step, classification scores)."
     )
+
+    @classmethod
+    def of(cls, run: RunFiles) -> Evaluation:
+        return cls(job_id=run.job.id, validation=run.validation(), metrics=run.record.get("metrics", {}))
 
 
 class MethodPublic(BaseModel):

@@ -1,240 +1,26 @@
 """`/v1/chat/completions` and `/v1/completions`: base models and fine-tuned models, OpenAI-shaped.
 
-`model` is a fine-tuned model id from the project's registry (`ft:...`), the base model of one of
-them, or (standalone, `tunery serve --inference-only`) a name given with --model/--adapter or a
-run directory. The engine (`tunery.serve.engine`, torch) is imported and started on first use.
+The answering is `tunery.service.domain.inference` (shared with the dashboard's playground);
+the engine (`tunery.serve.engine`, torch) is imported and started there on first use.
 """
 
 from __future__ import annotations
 
-import json
-import threading
-from pathlib import Path
-from typing import Annotated
+from fastapi import APIRouter, Request
 
-from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
-from fastapi.security import HTTPAuthorizationCredentials
-
-from tunery.service.api.deps import _bearer
-from tunery.service.errors import ApiError
-from tunery.service.schemas.inference import (
-    ChatRequest,
-    CompletionRequest,
-    SamplingFields,
-    completion_id,
-    envelope,
-    usage,
-)
+from tunery.service.api.deps import Caller
+from tunery.service.api.streaming import as_response
+from tunery.service.domain import inference
+from tunery.service.schemas.inference import ChatRequest, CompletionRequest
 
 router = APIRouter(tags=["inference"])
-_engine_lock = threading.Lock()
-
-
-def caller(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]):
-    """The key's project; None when the server runs standalone (no database, no keys)."""
-    sessions = getattr(request.app.state, "sessions", None)
-    if sessions is None:
-        return None
-    from tunery.service.keys import project_of
-
-    if credentials is None:
-        raise ApiError(401, "missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key")
-    with sessions() as session:
-        project = project_of(session, credentials.credentials)
-    if project is None:
-        raise ApiError(401, "invalid API key", code="invalid_api_key")
-    return project
-
-
-Caller = Annotated[str | None, Depends(caller)]
-
-
-def engine_of(app: FastAPI):
-    """The app's engine, started on the first inference request."""
-    with _engine_lock:
-        if getattr(app.state, "engine", None) is None:
-            from tunery.serve.engine import Engine
-
-            app.state.engine = Engine(max_adapters=getattr(app.state, "max_adapters", 8)).start()
-        return app.state.engine
-
-
-def resolve_target(app: FastAPI, project: str | None, name: str):
-    """The Target a model name serves; 404 in OpenAI's shape when there is none."""
-    from tunery.models import ModelNotFoundError
-    from tunery.serve.engine import Target
-
-    try:
-        named = getattr(app.state, "inference_models", {})
-        if name in named:
-            kind, where = named[name]
-            return Target.for_base(where) if kind == "base" else Target.for_run(where)
-        if project is None:
-            if (Path(name) / "adapter").is_dir():  # standalone: any run directory
-                return Target.for_run(name)
-        elif found := registry_target(app, project, name):
-            return found
-    except (ModelNotFoundError, FileNotFoundError) as err:
-        raise ApiError(
-            404, f"model '{name}' cannot be loaded: {err}", code="model_not_found", param="model"
-        ) from None
-    except ValueError as err:
-        raise ApiError(400, str(err), code="model_not_servable", param="model") from None
-    raise ApiError(404, f"The model '{name}' does not exist", code="model_not_found", param="model")
-
-
-def registry_target(app: FastAPI, project: str, name: str):
-    """A project's fine-tuned model (its run directory), or the base model of one of them."""
-    from sqlalchemy import select
-
-    from tunery.serve.engine import Target
-    from tunery.store.tables import Model
-
-    with app.state.sessions() as session:
-        model = session.scalar(select(Model).where(Model.id == name, Model.project == project))
-        if model is not None:
-            return Target.for_run((app.state.settings.artifacts / model.path).parent)
-        base = session.scalar(select(Model).where(Model.base_model == name, Model.project == project))
-    return Target.for_base(name) if base is not None else None
-
-
-def sampling_for(body: SamplingFields, choice: int, max_tokens: int):
-    from tunery.serve.engine import Sampling
-
-    return Sampling(
-        max_tokens=max_tokens,
-        temperature=body.temperature,
-        top_p=body.top_p,
-        seed=None if body.seed is None else body.seed + choice,  # n choices differ, yet repeat
-        stop=body.stops(),
-    )
-
-
-async def encode(encoder, target, content) -> list[int]:
-    try:
-        return await run_in_threadpool(encoder, target, content)
-    except (ValueError, TypeError) as err:  # a chat template that rejects the conversation, ...
-        raise ApiError(400, f"cannot encode the prompt: {err}", code="invalid_prompt") from None
 
 
 @router.post("/v1/chat/completions")
 async def chat_completions(body: ChatRequest, request: Request, project: Caller):
-    target = await run_in_threadpool(resolve_target, request.app, project, body.model)
-    engine = await run_in_threadpool(engine_of, request.app)
-    prompt = await encode(engine.encode_chat, target, [m.as_template_input() for m in body.messages])
-    return await respond(engine, target, [prompt], body, chat=True)
+    return as_response(await inference.chat(request.app.state, project, body))
 
 
 @router.post("/v1/completions")
 async def completions(body: CompletionRequest, request: Request, project: Caller):
-    target = await run_in_threadpool(resolve_target, request.app, project, body.model)
-    engine = await run_in_threadpool(engine_of, request.app)
-    prompts = [await encode(engine.encode_text, target, text) for text in body.prompts()]
-    return await respond(engine, target, prompts, body, chat=False)
-
-
-def max_tokens_for(prompt: list[int], body: SamplingFields, chat: bool, context: int | None) -> int:
-    """The answer length asked for, else the default within the model's context; a request that
-    cannot fit is refused as OpenAI does (400, `context_length_exceeded`) rather than generating
-    past the context."""
-    asked = body.max_completion_tokens or body.max_tokens
-    default = 512 if chat else 16
-    if context is None:
-        return asked or default
-    if len(prompt) >= context or (asked and len(prompt) + asked > context):
-        wanted = f"{len(prompt)} in the prompt" + (f" and {asked} in the completion" if asked else "")
-        raise ApiError(
-            400,
-            f"{body.model} takes at most {context} tokens, prompt and completion together; this request "
-            f"needs {wanted}: shorten the messages or lower max_tokens",
-            code="context_length_exceeded",
-            param=("messages" if chat else "prompt") if len(prompt) >= context else "max_tokens",
-        )
-    return asked or min(default, context - len(prompt))
-
-
-async def respond(engine, target, prompts: list[list[int]], body: SamplingFields, chat: bool):
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    context = await run_in_threadpool(engine.context_length, target)
-    max_tokens = [max_tokens_for(prompt, body, chat, context) for prompt in prompts]
-    streams = [
-        engine.submit(target, prompt, sampling_for(body, i * body.n + j, max_tokens[i]), loop)
-        for i, prompt in enumerate(prompts)
-        for j in range(body.n)
-    ]
-    if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(
-            sse(streams, body.model, chat, include_usage), media_type="text/event-stream"
-        )
-    answers = [await collect(stream) for stream in streams]
-    choices = [
-        {
-            "index": i,
-            "message": {"role": "assistant", "content": text},
-            "finish_reason": finish.reason,
-            "logprobs": None,
-        }
-        if chat
-        else {"index": i, "text": text, "finish_reason": finish.reason, "logprobs": None}
-        for i, (text, finish) in enumerate(answers)
-    ]
-    prompt_tokens = sum(len(p) for p in prompts)
-    completion_tokens = sum(finish.completion_tokens for _, finish in answers)
-    kind = ("chatcmpl", "chat.completion") if chat else ("cmpl", "text_completion")
-    return envelope(
-        completion_id(kind[0]), kind[1], body.model, choices, usage=usage(prompt_tokens, completion_tokens)
-    )
-
-
-async def collect(stream):
-    from tunery.serve.engine import Failure, Token
-
-    pieces = []
-    async for event in stream.aevents():
-        if isinstance(event, Token):
-            pieces.append(event.text)
-        elif isinstance(event, Failure):
-            raise ApiError(500, f"generation failed: {event.message}", code="generation_failed")
-        else:
-            return "".join(pieces), event
-
-
-async def sse(streams, model: str, chat: bool, include_usage: bool):
-    """OpenAI's chunk stream: `data: {...}` events, choices one after another, then `data: [DONE]`."""
-    from tunery.serve.engine import Failure, Token
-
-    kind = ("chatcmpl", "chat.completion.chunk") if chat else ("cmpl", "text_completion")
-    id, prompt_tokens, completion_tokens = completion_id(kind[0]), 0, 0
-
-    def chunk(choices: list[dict], **extra) -> str:
-        return f"data: {json.dumps(envelope(id, kind[1], model, choices, **extra))}\n\n"
-
-    def choice(index: int, text: str | None, finish: str | None, first: bool = False) -> dict:
-        if not chat:
-            return {"index": index, "text": text or "", "finish_reason": finish, "logprobs": None}
-        delta = {"role": "assistant", "content": ""} if first else {} if text is None else {"content": text}
-        return {"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}
-
-    for index, stream in enumerate(streams):
-        if chat:
-            yield chunk([choice(index, None, None, first=True)])
-        async for event in stream.aevents():
-            if isinstance(event, Token):
-                yield chunk([choice(index, event.text, None)])
-            elif isinstance(event, Failure):
-                yield f"data: {json.dumps({'error': {'message': event.message, 'type': 'api_error'}})}\n\n"
-                return
-            else:
-                prompt_tokens, completion_tokens = (
-                    event.prompt_tokens,
-                    completion_tokens + event.completion_tokens,
-                )
-                yield chunk([choice(index, None, event.reason)])
-    if include_usage:
-        yield chunk([], usage=usage(prompt_tokens, completion_tokens))
-    yield "data: [DONE]\n\n"
+    return as_response(await inference.complete(request.app.state, project, body))

@@ -1,0 +1,125 @@
+"""Named, versioned data sets of a project, kept in the `dataset_versions` table.
+
+Every upload becomes a version of the dataset named after its file (`orders.jsonl` ->
+`orders`); a new version only when the content changed. A version's numbers come from
+`tunery.data.versions.version_record`, as in the CLI's JSON registry.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from tunery.data.registry import NAME_PATTERN
+from tunery.data.versions import version_record
+from tunery.service.domain.lookups import get_file
+from tunery.service.errors import ApiError, not_found
+from tunery.store.tables import DatasetVersionRow, File
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    latest: DatasetVersionRow
+    versions: int
+
+
+def dataset_name(filename: str) -> str:
+    """The dataset an uploaded file becomes a version of: its name without the suffix, made safe."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(filename).stem).strip("-._") or "dataset"
+
+
+def _newest_first(project: str, name: str) -> Select[DatasetVersionRow]:
+    return (
+        select(DatasetVersionRow)
+        .where(DatasetVersionRow.project == project, DatasetVersionRow.name == name)
+        .order_by(DatasetVersionRow.version.desc())
+    )
+
+
+def _latest(session: Session, project: str, name: str) -> DatasetVersionRow | None:
+    return session.scalar(_newest_first(project, name))
+
+
+def add_version(session: Session, project: str, name: str, file: File) -> DatasetVersionRow:
+    """The next version of dataset `name` made of `file`, or the latest one if its content is the same."""
+    latest = _latest(session, project, name)
+    if latest is not None and latest.content_hash == file.content_hash:
+        if latest.file_id is None:
+            latest.file_id = file.id
+        return latest
+    record = version_record(file.report, latest)
+    version = DatasetVersionRow(
+        project=project, name=name, file_id=file.id, report=file.report, version=record.version,
+        parent=record.parent, content_hash=record.content_hash, rows=record.rows, format=record.format,
+    )  # fmt: skip
+    session.add(version)
+    return version
+
+
+def register_file(session: Session, project: str, name: str, file_id: str) -> DatasetVersionRow:
+    """Register an uploaded file as the next version of `name` (any name, not only its own)."""
+    if not NAME_PATTERN.match(name):
+        raise ApiError(400, f"'{name}' is not a valid dataset name: letters, digits, '.', '_' and '-'")
+    version = add_version(session, project, name, get_file(session, project, file_id))
+    session.commit()
+    return version
+
+
+def list_datasets(session: Session, project: str) -> list[Dataset]:
+    counts = session.execute(
+        select(DatasetVersionRow.name, func.count())
+        .where(DatasetVersionRow.project == project)
+        .group_by(DatasetVersionRow.name)
+        .order_by(DatasetVersionRow.name)
+    ).all()
+    # Each name was just counted, so it has a latest version.
+    return [
+        Dataset(name, session.scalars(_newest_first(project, name).limit(1)).one(), n) for name, n in counts
+    ]
+
+
+def list_versions(session: Session, project: str, name: str) -> list[DatasetVersionRow]:
+    """Oldest first; 404 for a name the project has no version of."""
+    query = select(DatasetVersionRow).where(
+        DatasetVersionRow.project == project, DatasetVersionRow.name == name
+    )
+    versions = list(session.scalars(query.order_by(DatasetVersionRow.version)).all())
+    if not versions:
+        raise not_found("dataset", name)
+    return versions
+
+
+def get_version(session: Session, project: str, name: str, version: int) -> DatasetVersionRow:
+    found = session.scalar(
+        select(DatasetVersionRow).where(
+            DatasetVersionRow.project == project,
+            DatasetVersionRow.name == name,
+            DatasetVersionRow.version == version,
+        )
+    )
+    if found is None:
+        raise not_found("dataset version", f"{name}@{version}")
+    return found
+
+
+def version_of_upload(session: Session, project: str, file: File) -> DatasetVersionRow:
+    """The version an upload became: of the dataset named after it, with its content."""
+    versions = list_versions(session, project, dataset_name(file.filename))
+    return next(v for v in versions if v.content_hash == file.content_hash)
+
+
+def file_of_version(session: Session, project: str, version: DatasetVersionRow) -> File:
+    """The uploaded file a version was made of; 404 once that file is deleted."""
+    stored = session.scalar(select(File).where(File.id == version.file_id, File.project == project))
+    if stored is None:
+        raise ApiError(
+            404,
+            f"the file of {version.name} version {version.version} was deleted",
+            code="file_not_found",
+        )
+    return stored

@@ -1,0 +1,235 @@
+"""Fine-tuning jobs: create one from OpenAI's request (plus tunery's extension), list, cancel, follow.
+
+    job = create_job(session, project, JobCreate(model="smollm2-135m-instruct", training_file=file_id),
+                     settings, dispatcher)
+
+A request becomes a resolved training config here, so a bad one is refused before it queues.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tunery.config import DEFAULT_LR  # learning_rate_multiplier scales it
+from tunery.jobs.lifecycle import add_event, cancel, model_id, transition
+from tunery.models import ModelNotFoundError
+from tunery.service.domain.lookups import fetch_page, get_file, get_job
+from tunery.service.errors import ApiError, not_found, refusal
+from tunery.service.schemas.jobs import Hyperparameters, JobCreate, Method, SupervisedMethod
+from tunery.settings import Settings
+from tunery.store.tables import Checkpoint, Event, File, Job, new_id
+
+SET_BY_THE_JOB = ("output_dir", "run_name")
+
+
+class Dispatcher(Protocol):
+    """Who runs jobs: `tunery.jobs.local.LocalWorker` or `tunery.jobs.celery_app.Redispatcher`."""
+
+    def start(self) -> None: ...
+    def submit(self, job_id: str) -> None: ...
+    def stop(self) -> None: ...
+
+
+class ModelNotAllowedError(ModelNotFoundError):
+    """A job's model is a URL, or a local path outside the server's model roots (TUNERY_MODEL_ROOTS)."""
+
+    code = "model_not_allowed"
+
+
+def create_job(
+    session: Session, project: str, request: JobCreate, settings: Settings, dispatcher: Dispatcher
+) -> Job:
+    """Check the request, record the job (validated, then queued) and hand it to the dispatcher."""
+    training = get_file(session, project, request.training_file)
+    validation = get_file(session, project, request.validation_file) if request.validation_file else None
+    hyper = requested_hyperparameters(request)
+    job_id = new_id("ftjob")
+    check_model(request.model, settings)
+    config = job_config(
+        request, hyper, job_id, settings.artifacts, training.path, validation.path if validation else None
+    )
+    if config["model"]["trust_remote_code"] and not settings.allow_trust_remote_code:
+        raise ApiError(
+            400, "tunery.model.trust_remote_code would run the model repository's code on this server, "
+            "which does not allow it (TUNERY_ALLOW_TRUST_REMOTE_CODE)",
+            code="trust_remote_code_not_allowed", param="tunery.model.trust_remote_code",
+        )  # fmt: skip
+    if request.resources and request.resources.gpus > 1:
+        check_batch_splits(config, request.resources.gpus)
+    job = _job_row(project, request, job_id, config, training, validation)
+    session.add(job)
+    session.flush()  # the events refer to it
+    add_event(session, job, f"Created fine-tuning job: {job_id}", data={"status": "validating_files"})
+    add_event(
+        session, job, f"Validating training file: {training.id} ({training.rows} rows, {training.format})"
+    )
+    transition(session, job, "queued", "Files validated, moving job to queued state")
+    session.commit()
+    dispatcher.submit(job.id)
+    return job
+
+
+def requested_hyperparameters(request: JobCreate) -> Hyperparameters:
+    """OpenAI's hyperparameters, from `method.supervised` or the older top-level field; only `supervised`."""
+    method = request.method or Method(
+        type="supervised", supervised=SupervisedMethod(hyperparameters=request.hyperparameters)
+    )
+    if method.type != "supervised":
+        raise ApiError(400, f"method '{method.type}' is not supported yet; use 'supervised'", param="method")
+    return (
+        (method.supervised and method.supervised.hyperparameters)
+        or request.hyperparameters
+        or Hyperparameters()
+    )
+
+
+def _job_row(
+    project: str, request: JobCreate, job_id: str, config: dict, training: File, validation: File | None
+) -> Job:
+    """The job's row, its hyperparameters as the config resolved them ("auto" filled in)."""
+    epochs = config["train"]["epochs"]
+    resolved = Hyperparameters(
+        batch_size=config["train"]["batch_size"],
+        learning_rate_multiplier=config["train"]["lr"] / DEFAULT_LR,
+        n_epochs=int(epochs) if float(epochs).is_integer() else epochs,
+    )
+    method = Method(type="supervised", supervised=SupervisedMethod(hyperparameters=resolved))
+    return Job(
+        id=job_id, project=project, model=request.model, training_file=training.id,
+        validation_file=validation.id if validation else None, suffix=request.suffix, seed=config["train"]["seed"],
+        hyperparameters=resolved.model_dump(), method=method.model_dump(), config=config,
+        metadata_=request.metadata, status="validating_files", run_dir=f"jobs/{job_id}",
+        resources=(request.resources.model_dump() if request.resources else None),
+    )  # fmt: skip
+
+
+def check_model(name: str, settings: Settings) -> None:
+    """A job's model may not be a URL, nor a local path outside the server's model roots."""
+    from tunery.models import check_model_allowed
+
+    try:
+        check_model_allowed(name, settings.model_roots)
+    except ModelNotFoundError as err:
+        raise refusal(ModelNotAllowedError(str(err)), param="model") from None
+
+
+def _train_section(extension: dict, hyper: Hyperparameters, seed: int | None) -> dict:
+    """`tunery.train` with OpenAI's hyperparameters (and the job's seed) on top."""
+    train = dict(extension.pop("train", {}) or {})
+    if isinstance(hyper.n_epochs, int | float):
+        train["epochs"] = hyper.n_epochs
+    if isinstance(hyper.batch_size, int):
+        train["batch_size"] = hyper.batch_size
+    if isinstance(hyper.learning_rate_multiplier, float | int):
+        train["lr"] = DEFAULT_LR * hyper.learning_rate_multiplier
+    if seed is not None:
+        train["seed"] = seed
+    return train
+
+
+def job_config(
+    request: JobCreate, hyper: Hyperparameters, job_id: str, root: Path, train: str, valid: str | None
+) -> dict[str, Any]:
+    """The job's training config: the `tunery` extension, OpenAI's hyperparameters on top, the job's own paths."""
+    from tunery.config import ConfigError, load_config
+
+    extension = copy.deepcopy(request.tunery or {})
+    for key in SET_BY_THE_JOB:
+        if key in extension:
+            raise ApiError(400, f"tunery.{key} is set by the job; leave it out", param=f"tunery.{key}")
+    model = extension.pop("model", None) or {}
+    if not isinstance(model, dict) or "name" in model:
+        raise ApiError(
+            400,
+            "the model is the job's `model`; tunery.model takes only its other keys",
+            param="tunery.model",
+        )
+    data = extension.pop("data", {}) or {}
+    if "train" in data or "validation" in data:
+        raise ApiError(400, "the data files are training_file and validation_file", param="tunery.data")
+    train_section = _train_section(extension, hyper, request.seed)
+    data["train"] = str(root / train)
+    if valid:
+        data["validation"] = str(root / valid)
+    raw = {**extension, "model": {**model, "name": request.model}, "data": data, "train": train_section}
+    raw |= {"output_dir": str(root / "jobs"), "run_name": job_id}
+    try:
+        return load_config(raw).model_dump()
+    except ConfigError as err:
+        raise refusal(err, param="tunery") from None
+
+
+def check_batch_splits(config: dict[str, Any], gpus: int) -> None:
+    """A job on several GPUs splits train.batch_size (the global micro-batch) evenly over them."""
+    from tunery.config import ConfigError, load_config
+    from tunery.launch import micro_batch_per_process
+
+    try:
+        micro_batch_per_process(load_config(config), gpus)
+    except ConfigError as err:
+        raise refusal(err, param="resources.gpus") from None
+
+
+def list_jobs(
+    session: Session, project: str, after: str | None = None, limit: int = 20
+) -> tuple[list[Job], bool]:
+    """Newest first; `after` is the last id of the previous page. Returns (jobs, whether more follow)."""
+    query = select(Job).where(Job.project == project).order_by(Job.seq.desc())
+    if after:
+        query = query.where(Job.seq < get_job(session, project, after).seq)
+    return fetch_page(session, query, limit)
+
+
+def cancel_job(session: Session, project: str, job_id: str) -> Job:
+    """Stop the job; a running one's training process group is signalled by its runner within a second."""
+    job = get_job(session, project, job_id)
+    if job.status in ("succeeded", "failed"):
+        raise ApiError(400, f"job {job_id} has already {job.status}", code="job_finished")
+    cancel(session, job)
+    session.commit()
+    return job
+
+
+def list_events(
+    session: Session, project: str, job_id: str, after: str | None = None, limit: int = 20
+) -> tuple[list[Event], bool]:
+    """Newest first, as OpenAI lists them; `after` pages back in time."""
+    job = get_job(session, project, job_id)
+    query = select(Event).where(Event.job_id == job.id).order_by(Event.seq.desc())
+    if after:
+        anchor = session.scalar(select(Event.seq).where(Event.id == after, Event.job_id == job.id))
+        if anchor is None:
+            raise not_found("fine_tuning.job.event", after)
+        query = query.where(Event.seq < anchor)
+    return fetch_page(session, query, limit)
+
+
+@dataclass(frozen=True)
+class SavedCheckpoint:
+    row: Checkpoint
+    model: str  # the job's model id, which the checkpoint's id extends
+    on_disk: bool  # train.keep_checkpoints prunes older ones
+
+
+def list_checkpoints(
+    session: Session, project: str, settings: Settings, job_id: str, after: str | None = None, limit: int = 10
+) -> tuple[list[SavedCheckpoint], bool]:
+    """Every checkpoint the job saved, newest first, and whether more follow."""
+    job = get_job(session, project, job_id)
+    query = select(Checkpoint).where(Checkpoint.job_id == job.id).order_by(Checkpoint.step.desc())
+    if after:
+        anchor = session.scalar(
+            select(Checkpoint.step).where(Checkpoint.id == after, Checkpoint.job_id == job.id)
+        )
+        if anchor is None:
+            raise not_found("fine_tuning.job.checkpoint", after)
+        query = query.where(Checkpoint.step < anchor)
+    rows, more = fetch_page(session, query, limit)
+    name = job.fine_tuned_model or model_id(job)
+    return [SavedCheckpoint(row, name, (settings.artifacts / row.path).exists()) for row in rows], more
