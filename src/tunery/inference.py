@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tunery.data.generation import generate_texts
 from tunery.data.tokenize import ensure_chat_template
 from tunery.methods import get_method
 from tunery.methods.weights import WEIGHTS_FILE, load_trained_model
@@ -42,9 +43,10 @@ def load_run_model(run_path: str | Path, device: str = "auto", quantized: bool =
     target = pick_device(device if device != "auto" else config.model.device)
     method, task = get_method(config.method), get_task(config.task)
     load_kwargs = {}
-    if quantized and hasattr(method, "load_kwargs"):
-        method.check(config, target)
-        load_kwargs = method.load_kwargs(config, target)
+    if quantized:
+        options = method.options(config)
+        method.check(options, target)
+        load_kwargs = method.load_kwargs(options, target)
     labels = read_labels(adapter) if config.task == "classification" else None
     dtype = pick_dtype(config.model.dtype, target)
     base = task.load_model(resolve_model(config.model.name), target, dtype, config, labels, **load_kwargs)
@@ -67,34 +69,16 @@ def generate(
     skip_special_tokens: bool = True,
     sampling: dict | None = None,
 ) -> list[str]:
-    """Greedy answers to each conversation's next assistant turn, batched with left padding.
+    """Greedy answers to each conversation's next assistant turn, batched (`data.generation.generate_texts`).
 
     `sampling` (e.g. {"temperature": 0.7, "top_p": 0.9}) samples instead; seed torch first to repeat it.
     """
-    import torch
-
     prompts = [
         tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         for messages in conversations
     ]
-    answers: list[str] = []
-    tokenizer.padding_side = "left"
-    device = next(model.parameters()).device
-    for start in range(0, len(prompts), batch_size):
-        batch = tokenizer(
-            prompts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
-        )
-        batch = {k: v.to(device) for k, v in batch.items()}
-        with torch.no_grad():
-            output = model.generate(
-                **batch,
-                max_new_tokens=max_new_tokens,
-                **({"do_sample": True, **sampling} if sampling else {"do_sample": False}),
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-            )
-        # A decoder-only model returns prompt + answer; an encoder-decoder only the answer.
-        encoder_decoder = getattr(model.config, "is_encoder_decoder", False)
-        new_tokens = output if encoder_decoder else output[:, batch["input_ids"].shape[1] :]
-        answers.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=skip_special_tokens))
+    answers = generate_texts(
+        model, tokenizer, prompts, max_new_tokens, batch_size, sampling,
+        skip_special_tokens=skip_special_tokens, eos_token_id=tokenizer.eos_token_id,
+    )  # fmt: skip
     return [answer.strip() for answer in answers]

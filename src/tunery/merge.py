@@ -11,9 +11,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from tunery.config.registry import method_spec
 from tunery.errors import TuneryError
 from tunery.inference import load_run_model
-from tunery.methods import get_method, is_peft
+from tunery.methods import is_peft
 from tunery.run import Run
 
 
@@ -28,7 +29,7 @@ def merge_run(run_path: str | Path, out_dir: str | Path) -> Path:
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} exists and is not empty; choose a new folder")
     method = Run.open(run_path).config.method
-    if not get_method(method).MERGEABLE:
+    if not method_spec(method).mergeable:
         raise CannotMerge(
             f"method={method} adds learned tokens or prompts at run time instead of changing weights, so there "
             f"is nothing to fold into the base model; use the run directly (tunery chat/eval {run_path})"

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import tunery
-from tests.test_cli import tunery as tunery_cli
-from tests.test_train import config_for
+from tests.cli.test_cli import tunery as tunery_cli
+from tests.training.test_train import config_for
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,8 @@ import json
 
 from rich.console import Console
 
-from tunery.data import Example, LoadedData, Message, RowError, TokenCount, check_data, render_report
+from tunery.cli.render_data import render_data_check
+from tunery.data import Example, LoadedData, Message, RowError, TokenCount, check_data
 
 
 def chat(line, question, answer, system=None):
@@ -162,7 +163,7 @@ def test_rendered_report_names_errors_duplicates_lengths_and_labels():
     )
     counts = {2: TokenCount(10, 1, 1), 3: TokenCount(10, 1, 1), 4: TokenCount(600, 1, 1)}
     console = Console(record=True, width=120)
-    render_report(check_data(data, count_tokens=fake_counter(counts), max_length=512), console=console)
+    render_data_check(check_data(data, count_tokens=fake_counter(counts), max_length=512), console=console)
     output = console.export_text()
     assert "record 5, field 'label': required field is missing" in output
     assert "exact duplicates: 1 groups, 2 rows" in output

@@ -60,3 +60,16 @@ def test_a_run_on_a_plain_name_pins_the_version_in_its_config(store, tmp_path, t
     assert run.config.data.train == "orders@2"
     store.add("orders", write_jsonl(tmp_path / "orders.jsonl", chat_rows(30)))  # a version 3 arrives later
     assert load_config(run.path / "config.yaml").data.train == "orders@2"
+
+
+def test_the_registry_does_not_import_the_pipeline_that_reads_it():
+    """prepare.py resolves NAME@VERSION through the registry; the registry needs only formats.load_checked."""
+    import ast
+    import inspect
+
+    from tunery.data import registry
+
+    tree = ast.parse(inspect.getsource(registry))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "tunery.data.formats" in imported
+    assert "tunery.data.prepare" not in imported

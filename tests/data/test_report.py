@@ -160,3 +160,19 @@ def test_duplicates_within_the_set_are_low_severity(tmp_path):
 def test_augmented_rows_are_counted_per_strategy(tmp_path):
     report = report_on(tmp_path, CLEAN, origins={4: "swap", 5: "synonym"})
     assert report.augmented == {"swap": 1, "synonym": 1}
+
+
+def test_the_rendered_report_shows_what_was_checked_and_each_finding(tmp_path):
+    from rich.console import Console
+
+    from tunery.cli.render_data import render_quality_report
+
+    rows = [*CLEAN, qa("what is the capital of  France?", "Lyon")]
+    console = Console(record=True, width=120)
+    render_quality_report(report_on(tmp_path, rows), console)
+    output = console.export_text()
+    assert "Quality report: " in output and "(chat, 6 rows)" in output
+    assert "skipped: leakage: no validation/test file given (--against)" in output
+    assert "[high] same prompt, different answers (2)" in output
+    assert "  lines: 1, 6" in output
+    assert "1 high, 0 medium, 0 low severity findings" in output

@@ -6,7 +6,7 @@ import pytest
 
 import tunery
 from tests.conftest import chat_rows, write_jsonl
-from tests.test_train import config_for
+from tests.training.test_train import config_for
 
 
 @pytest.fixture(scope="session")

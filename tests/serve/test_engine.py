@@ -109,3 +109,30 @@ def test_a_prompt_sharing_a_cached_start_prefills_only_the_rest_and_answers_the_
             engine.stop()
     assert hits >= 4 * 8, "the later prompts of each model reuse the system prompt's keys and values"
     assert answers[1024] == answers[0]
+
+
+def test_a_prompt_learning_request_answers_through_the_shared_generate_loop(tiny_model_dir):
+    """`generate_alone` (prefix/prompt tuning) streams what `data.generation.generate_tokens` gives."""
+    from collections import deque
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from tunery.data.generation import generate_tokens
+    from tunery.models import load_tokenizer
+    from tunery.serve.engine import Request, Slot, generate_alone
+    from tunery.serve.stream import Stream
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    slot = Slot(model, tokenizer, None, deque())
+    prompt = tokenizer("item 3 quantity 2", add_special_tokens=False)["input_ids"]
+    request = Request(
+        Target.for_base(str(tiny_model_dir)), prompt, Sampling(max_tokens=6, temperature=0), Stream()
+    )
+    generate_alone(slot, slot.row(request))
+    text, finish = answer(request.stream)
+    ids = torch.tensor([prompt])
+    expected = generate_tokens(model, ids, torch.ones_like(ids), 6, pad_token_id=tokenizer.pad_token_id)[0]
+    assert finish.completion_tokens == len(expected)  # generate stops at an EOS, as the row does
+    assert text == tokenizer.decode(expected, skip_special_tokens=True)

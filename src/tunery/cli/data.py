@@ -28,7 +28,8 @@ def check(
 
     Exits with code 1 when any row has an error.
     """
-    from tunery.data import check_data, load_examples, render_report
+    from tunery.cli.render_data import render_data_check
+    from tunery.data import check_data, load_examples
 
     loaded = load_examples(path, format=format)
     count_tokens = None
@@ -38,7 +39,7 @@ def check(
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        render_report(report, Console())
+        render_data_check(report, Console())
     raise typer.Exit(0 if report.ok else 1)
 
 
@@ -130,6 +131,7 @@ def diff(
     new: Annotated[int, typer.Argument(help="The newer version.")],
 ) -> None:
     """Rows added, removed and changed between two versions (a changed row kept its prompt)."""
+    from tunery.data.load import short_list
     from tunery.data.registry import DatasetStore
 
     result = DatasetStore().diff(name, old, new)
@@ -139,9 +141,9 @@ def diff(
         ("removed (old lines)", result.removed_lines),
     ):
         if lines:
-            typer.echo(f"  {title}: {_lines(lines)}")
+            typer.echo(f"  {title}: {short_list(lines)}")
     if result.changed_lines:
-        typer.echo(f"  changed (old->new): {_lines([f'{a}->{b}' for a, b in result.changed_lines])}")
+        typer.echo(f"  changed (old->new): {short_list([f'{a}->{b}' for a, b in result.changed_lines])}")
 
 
 def _parse(spec: str, parse_spec):
@@ -149,11 +151,6 @@ def _parse(spec: str, parse_spec):
     if parsed is None:
         raise typer.BadParameter(f"'{spec}' is not NAME or NAME@VERSION")
     return parsed
-
-
-def _lines(items: list, shown: int = 20) -> str:
-    more = f" (+{len(items) - shown} more)" if len(items) > shown else ""
-    return ", ".join(map(str, items[:shown])) + more
 
 
 # --- quality report ---------------------------------------------------------------------------
@@ -172,22 +169,25 @@ def report(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Quality and bias: imbalance, conflicts, leakage, languages, personal data, empty or copied answers."""
+    from tunery.cli.render_data import render_quality_report
     from tunery.data.fields import AUGMENTATION_FIELD
-    from tunery.data.load import read_rows
-    from tunery.data.prepare import load_checked
+    from tunery.data.formats import load_checked
+    from tunery.data.load import read_rows, short_list
     from tunery.data.registry import resolve_data_path
-    from tunery.data.report import quality_report, render_quality_report
+    from tunery.data.report import quality_report
 
     file, _ = resolve_data_path(path)
     data = load_checked(file, format)
     holdouts = [load_checked(resolve_data_path(other)[0], format) for other in against or []]
     records = dict(read_rows(file))
-    labels = None
+    labels: dict[int, str] | None = None
     if label_field:
-        labels = {e.line: records[e.line].get(label_field) for e in data.examples}
-        if missing := [line for line, label in labels.items() if label is None]:
-            raise typer.BadParameter(f"{len(missing)} rows have no '{label_field}' (lines {_lines(missing)})")
-        labels = {line: str(label) for line, label in labels.items()}
+        raw_labels = {e.line: records[e.line].get(label_field) for e in data.examples}
+        if missing := [line for line, label in raw_labels.items() if label is None]:
+            raise typer.BadParameter(
+                f"{len(missing)} rows have no '{label_field}' (lines {short_list(missing)})"
+            )
+        labels = {line: str(label) for line, label in raw_labels.items()}
     origins = {
         line: str(record[AUGMENTATION_FIELD].get("strategy"))
         for line, record in records.items()

@@ -1,16 +1,17 @@
 """Data: read a file, detect its format, turn rows into `Example`s and check the whole set.
 
-    from tunery.data import check_data, load_examples, render_report
+    from tunery.data import check_data, load_examples
 
     data = load_examples("data/train.jsonl")    # raises DataFileError if the file cannot be read
     report = check_data(data)                   # duplicates, errors, warnings (token lengths need a counter)
-    Console().print(render_report(report))
+    report.to_dict()                            # for --json, the API and the dashboard
 
-Importing this package is cheap: pandas, pyarrow, datasets, numpy and rich load only
+The reports are plain objects; `tunery.cli.render_data` draws them in a terminal.
+Importing this package is cheap: pandas, pyarrow, datasets and numpy load only
 inside the functions that need them.
 """
 
-from tunery.data.check import DataReport, LengthStats, check_data, render_report
+from tunery.data.check import DataReport, LengthStats, check_data
 from tunery.data.formats import detect_format, load_examples, to_example
 from tunery.data.load import read_rows
 from tunery.data.types import (
@@ -37,6 +38,5 @@ __all__ = [
     "detect_format",
     "load_examples",
     "read_rows",
-    "render_report",
     "to_example",
 ]

@@ -192,8 +192,8 @@ def augment_file(
     format: str = "auto",
 ) -> Augmented:
     """`augment_examples` on a file whose every row is valid."""
+    from tunery.data.formats import load_checked
     from tunery.data.load import read_rows
-    from tunery.data.prepare import load_checked
 
     loaded = load_checked(path, format)
     return augment_examples(

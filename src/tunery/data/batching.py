@@ -80,7 +80,10 @@ def collate_packed(examples: Sequence[Encoded]) -> dict:
     """
     import torch
 
-    input_ids, position_ids, labels, bounds = [], [], [], [0]
+    input_ids: list[int] = []
+    position_ids: list[int] = []
+    labels: list[int] = []
+    bounds = [0]
     for example in examples:
         input_ids.extend(example.input_ids)
         position_ids.extend(range(len(example.input_ids)))

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from tunery.data.load import Row, error_at, json_type, read_rows
-from tunery.data.types import FORMATS, DataFileError, Example, LoadedData, Message, RowError
+from tunery.data.types import FORMATS, DataError, DataFileError, Example, LoadedData, Message, RowError
 
 ROLES = ("system", "user", "assistant")
 SHAREGPT_ROLES = {
@@ -73,10 +73,15 @@ def load_examples(path: str | Path, format: str = "auto", split: str | None = No
         )
     rows = read_rows(path, split=split)
     fmt = detect_format(rows, path=path) if format == "auto" else format
-    examples, errors, warnings = [], [], []
+    examples: list[Example] = []
+    errors: list[RowError] = []
+    warnings: list[RowError] = []
     for line, record in rows:
         result = to_example(line, record, fmt, warnings=warnings)
-        (errors if isinstance(result, RowError) else examples).append(result)
+        if isinstance(result, RowError):
+            errors.append(result)
+        else:
+            examples.append(result)
     return LoadedData(
         path=str(path),
         format=fmt,
@@ -86,6 +91,23 @@ def load_examples(path: str | Path, format: str = "auto", split: str | None = No
         content_hash=content_hash(path),
         n_rows=len(rows),
     )
+
+
+SHOWN_ERRORS = 10  # row errors listed in a refusal
+
+
+def load_checked(path: str | Path, fmt: str = "auto") -> LoadedData:
+    """`load_examples`, refusing a file with any row error: `DataError` lists them (up to a few)."""
+    loaded = load_examples(path, format=fmt)
+    if loaded.errors:
+        shown = "\n  ".join(str(error) for error in loaded.errors[:SHOWN_ERRORS])
+        more = len(loaded.errors) - SHOWN_ERRORS
+        tail = f"\n  … and {more} more" if more > 0 else ""
+        raise DataError(
+            f"{path}: {len(loaded.errors)} row(s) cannot be used:\n  {shown}{tail}\n"
+            f"Fix them (see `tunery data check {path}`) and run again."
+        )
+    return loaded
 
 
 def detect_format(rows: list[Row], path: str | Path = "<rows>") -> str:

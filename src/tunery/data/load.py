@@ -74,6 +74,20 @@ def row_unit(path: str | Path) -> str:
     return {".jsonl": "line", ".csv": "line", ".json": "record"}.get(suffix, "row")
 
 
+SHOWN_NUMBERS = 20  # row numbers listed before "(+N more)"
+
+
+def short_list(items: list, shown: int = SHOWN_NUMBERS) -> str:
+    """The first `shown` items, comma separated, then how many more: long lists of rows stay readable."""
+    more = f" (+{len(items) - shown} more)" if len(items) > shown else ""
+    return ", ".join(map(str, items[:shown])) + more
+
+
+def numbered_rows(unit: str, numbers: list[int]) -> str:
+    """Row numbers named by what they count: `lines 2, 5, 9`, `record 4`."""
+    return f"{unit}{'s' if len(numbers) > 1 else ''} {short_list(numbers)}"
+
+
 def error_at(path: str | Path, number: int, reason: str, hint: str | None = None) -> DataFileError:
     """A `DataFileError` about one row: `path:7: reason` for line-based files, `path: record 7: reason` otherwise."""
     unit = row_unit(path)

@@ -52,21 +52,19 @@ class Mixed:
 def plan_counts(sizes: list[int], parts: list[MixPart], total: int | None = None) -> list[int]:
     """Rows to take from each source (see the module docstring)."""
     fixed = sum(p.count or 0 for p in parts)
-    shared = [i for i, p in enumerate(parts) if p.share is not None]
-    if any(p.count is not None and p.count < 0 for p in parts) or any(parts[i].share < 0 for i in shared):
+    shares = {i: p.share for i, p in enumerate(parts) if p.share is not None}
+    if any(p.count is not None and p.count < 0 for p in parts) or any(share < 0 for share in shares.values()):
         raise ValueError("counts and shares must not be negative")
-    if shared and not math.isclose(sum(parts[i].share for i in shared), 1.0, abs_tol=1e-6):
-        raise ValueError(f"shares add up to {sum(parts[i].share for i in shared):g}, not 1")
+    if shares and not math.isclose(sum(shares.values()), 1.0, abs_tol=1e-6):
+        raise ValueError(f"shares add up to {sum(shares.values()):g}, not 1")
     if total is None:
-        if shared and fixed:
+        if shares and fixed:
             raise ValueError("mixing counts and shares needs a total")
-        total = (
-            min(math.floor(sizes[i] / parts[i].share) for i in shared if parts[i].share) if shared else fixed
-        )
+        total = min(math.floor(sizes[i] / share) for i, share in shares.items() if share) if shares else fixed
     if total < fixed:
         raise ValueError(f"the fixed counts ({fixed}) exceed the total ({total})")
     counts = [p.count or 0 for p in parts]
-    exact = {i: parts[i].share * (total - fixed) for i in shared}
+    exact = {i: share * (total - fixed) for i, share in shares.items()}
     for i, value in exact.items():
         counts[i] = math.floor(value)
     short = total - sum(counts)
@@ -85,7 +83,7 @@ def take_rows(n_rows: int, count: int, rng: random.Random) -> list[int]:
 
 def mix_sources(parts: list[MixPart], total: int | None = None, seed: int = 0) -> Mixed:
     """Load each source (file or registered name), take its rows and shuffle them together."""
-    from tunery.data.prepare import load_checked
+    from tunery.data.formats import load_checked
     from tunery.data.registry import resolve_data_path
 
     loaded, specs = [], []

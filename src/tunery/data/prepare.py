@@ -1,21 +1,24 @@
-"""From data files in a config to encoded train and validation sets, refusing bad rows loudly."""
+"""From data files in a config to encoded train and validation sets, refusing bad rows loudly.
+
+    prepared = prepare_data(config.data, tokenizer, seed=42)    # files or registered NAME@VERSION
+    prepared.train.examples, prepared.summary()["sources"]
+
+The config may name a registered dataset (`data.train: orders@2`), so this module reads
+the registry; the registry needs only `formats.load_checked`, never this module, so the
+two do not import each other. `DataError` and `load_checked` are re-exported for the tasks.
+"""
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
 
+from tunery.data.formats import load_checked
+from tunery.data.registry import resolve_data_path
 from tunery.data.tokenize import EncodedData, encode_examples_cached
-from tunery.data.types import Example, LoadedData
-from tunery.errors import TuneryError
+from tunery.data.types import DataError, Example, LoadedData
 
-SHOWN_ERRORS = 10
-
-
-class DataError(TuneryError, ValueError):
-    """The data has rows that cannot be trained on; the message lists them."""
-
-    code = "invalid_training_file"
+__all__ = ["DataError", "PreparedData", "load_checked", "load_split", "prepare_data", "split_examples"]
 
 
 @dataclass
@@ -43,22 +46,6 @@ class PreparedData:
         }
 
 
-def load_checked(path: str, fmt: str = "auto") -> LoadedData:
-    """Load a data file; any row error stops here with every error listed (up to a few)."""
-    from tunery.data.formats import load_examples
-
-    loaded = load_examples(path, format=fmt)
-    if loaded.errors:
-        shown = "\n  ".join(str(error) for error in loaded.errors[:SHOWN_ERRORS])
-        more = len(loaded.errors) - SHOWN_ERRORS
-        tail = f"\n  … and {more} more" if more > 0 else ""
-        raise DataError(
-            f"{path}: {len(loaded.errors)} row(s) cannot be used:\n  {shown}{tail}\n"
-            f"Fix them (see `tunery data check {path}`) and run again."
-        )
-    return loaded
-
-
 def split_examples(examples: list[Example], share: float, seed: int) -> tuple[list[Example], list[Example]]:
     """Deterministic hold-out: the same seed always holds out the same rows."""
     if share <= 0 or len(examples) < 2:
@@ -77,8 +64,6 @@ def load_split(data_config, seed: int, fmt: str | None = None) -> tuple[list[Exa
 
     Without a validation file, `validation_split` of train is held out by `seed`.
     """
-    from tunery.data.registry import resolve_data_path
-
     fmt = fmt or data_config.format
     train_path, train_dataset = resolve_data_path(data_config.train)
     train_file = load_checked(train_path, fmt)
@@ -93,6 +78,7 @@ def load_split(data_config, seed: int, fmt: str | None = None) -> tuple[list[Exa
 
 
 def prepare_data(data_config, tokenizer, seed: int) -> PreparedData:
+    """Load, check, split and encode the config's data; refuses a train set with nothing left to learn."""
     train_examples, valid_examples, sources = load_split(data_config, seed)
 
     def encode(examples: list[Example]) -> EncodedData:

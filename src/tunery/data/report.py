@@ -2,7 +2,6 @@
 
     train = load_examples("data/train.jsonl")
     report = quality_report(train, against=[load_examples("data/valid.jsonl")])
-    render_quality_report(report, Console())
     [(f.code, f.severity, f.count, f.lines[:5]) for f in report.findings]
 
 Each finding has a severity (high, medium, low), a count, the row numbers and one
@@ -23,7 +22,9 @@ line on what it will do to training. The checks:
 
 Labels come from a classification file or, for other formats, from a field of each
 row that the caller names (`labels=`). Leakage reuses the near-duplicate machinery of
-`check.py` over the union of the files.
+`check.py` over the union of the files; copied answers use the same shingle similarity
+(`similarity.py`). The report is a plain object: the CLI renders it
+(`tunery.cli.render_data`), `to_dict()` serves --json.
 """
 
 from __future__ import annotations
@@ -32,17 +33,15 @@ import dataclasses
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tunery.data.check import find_exact_duplicates, find_near_duplicates
 from tunery.data.fields import answer_text, last_user_text, normalise, prompt_text
 from tunery.data.language import guess_language
-from tunery.data.load import row_unit
+from tunery.data.load import row_unit, short_list
 from tunery.data.pii import find_personal_data
+from tunery.data.similarity import jaccard
 from tunery.data.types import Example, LoadedData
-
-if TYPE_CHECKING:
-    from rich.console import Console, RenderableType
 
 SEVERITIES = ("high", "medium", "low")
 PLACEHOLDERS = frozenset(
@@ -53,7 +52,6 @@ IMBALANCE_MEDIUM, IMBALANCE_HIGH = 3.0, 10.0
 LENGTH_RATIO = 2.0
 MIN_LANGUAGE_SHARE = 0.02
 COPY_SIMILARITY = 0.9
-SHOW = 20
 
 
 @dataclass(frozen=True)
@@ -148,7 +146,8 @@ def leakage(train: list[Example], holdout: LoadedData) -> list[Finding]:
     combined = [dataclasses.replace(e, line=i) for i, e in enumerate(train + holdout.examples)]
     n_train = len(train)
     groups = find_exact_duplicates(combined) + find_near_duplicates(combined)
-    train_lines, holdout_lines = set(), set()
+    train_lines: set[int] = set()
+    holdout_lines: set[int] = set()
     for group in groups:
         inside = [i for i in group if i < n_train]
         outside = [i for i in group if i >= n_train]
@@ -165,7 +164,7 @@ def leakage(train: list[Example], holdout: LoadedData) -> list[Finding]:
             len(holdout_lines),
             sorted(train_lines),
             "the model is evaluated on rows it trained on, so evaluation scores are inflated",
-            f"{holdout.path} rows: {_short(sorted(holdout_lines))}",
+            f"{holdout.path} rows: {short_list(sorted(holdout_lines))}",
         )
     ]
 
@@ -353,12 +352,7 @@ def _copies(prompt: str, answer: str) -> bool:
         return False
     if answer == prompt or (answer in prompt and len(answer) >= COPY_SIMILARITY * len(prompt)):
         return True
-    a, b = _shingles(prompt), _shingles(answer)
-    return bool(a and b) and len(a & b) / len(a | b) >= COPY_SIMILARITY
-
-
-def _shingles(text: str, size: int = 5) -> set[str]:
-    return {text[i : i + size] for i in range(max(len(text) - size + 1, 0))}
+    return jaccard(prompt, answer) >= COPY_SIMILARITY
 
 
 def duplicates(examples: list[Example]) -> list[Finding]:
@@ -388,71 +382,3 @@ def _all_text(example: Example) -> str:
     if example.kind == "completion":
         return f"{example.prompt}\n{example.completion}"
     return example.text
-
-
-def _short(lines: list[int]) -> str:
-    more = f" (+{len(lines) - SHOW} more)" if len(lines) > SHOW else ""
-    return ", ".join(map(str, lines[:SHOW])) + more
-
-
-# --- rendering --------------------------------------------------------------------------------
-def render_quality_report(report: QualityReport, console: Console | None = None) -> RenderableType:
-    """The report as a rich renderable; printed too when a `console` is given."""
-    from rich.console import Group
-    from rich.text import Text
-
-    header = f"Quality report: {report.path} ({report.format}, {report.rows} rows)"
-    parts: list[Any] = [Text(header, style="bold")]
-    parts.append(Text(f"checked: {', '.join(report.checked)}", style="dim"))
-    parts += [Text(f"skipped: {check}: {why}", style="dim") for check, why in report.skipped.items()]
-    parts.append(Text(f"languages: {_shares(report.languages, report.rows)}"))
-    if report.augmented:
-        parts.append(Text(f"augmented rows: {_shares(report.augmented, report.rows)}"))
-    parts += _label_table(report)
-    if not report.findings:
-        parts.append(Text("no findings", style="bold green"))
-    for finding in report.findings:
-        parts += _finding_lines(finding, report.unit)
-    summary = Counter(f.severity for f in report.findings)
-    parts.append(
-        Text(", ".join(f"{summary[s]} {s}" for s in SEVERITIES) + " severity findings", style="bold")
-    )
-    renderable = Group(*parts)
-    if console is not None:
-        console.print(renderable)
-    return renderable
-
-
-def _shares(counts: dict[str, int], total: int) -> str:
-    return ", ".join(f"{key} {n} ({n / max(total, 1):.0%})" for key, n in counts.items()) or "-"
-
-
-def _label_table(report: QualityReport) -> list[Any]:
-    from rich.table import Table
-
-    if not report.label_counts or not report.length_by_label:
-        return []
-    table = Table(title="labels (length in words)", title_justify="left")
-    for column in ("label", "rows", "share", "mean", "p50", "max"):
-        table.add_column(column, justify="left" if column == "label" else "right")
-    total = sum(report.label_counts.values())
-    for label, count in report.label_counts.items():
-        stats = report.length_by_label.get(label, {})
-        table.add_row(
-            label, str(count), f"{count / total:.1%}",
-            *(str(stats.get(key, "")) for key in ("mean", "p50", "max")),
-        )  # fmt: skip
-    return [table]
-
-
-def _finding_lines(finding: Finding, unit: str) -> list[Any]:
-    from rich.text import Text
-
-    style = {"high": "bold red", "medium": "bold yellow", "low": "bold"}[finding.severity]
-    lines = [Text(f"[{finding.severity}] {finding.title} ({finding.count})", style=style)]
-    lines.append(Text(f"  effect: {finding.effect}"))
-    if finding.detail:
-        lines.append(Text(f"  {finding.detail}"))
-    if finding.lines:
-        lines.append(Text(f"  {unit}s: {_short(finding.lines)}"))
-    return lines

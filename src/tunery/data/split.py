@@ -62,7 +62,8 @@ def split_rows(
     if stratify and group:
         raise ValueError("choose stratify or group, not both")
     splits = Splits()
-    originals, augmented = [], []
+    originals: list[SplitRow] = []
+    augmented: list[SplitRow] = []
     seen: set[str] = set()
     for row in rows:
         if dedup and row.content in seen:
@@ -110,7 +111,9 @@ def _stratified(rows: list[SplitRow], validation: float, test: float, rng: rando
     by_label: dict[str, list[SplitRow]] = defaultdict(list)
     for row in rows:
         by_label[str(row.label)].append(row)
-    train, valid, held = [], [], []
+    train: list[SplitRow] = []
+    valid: list[SplitRow] = []
+    held: list[SplitRow] = []
     for label in sorted(by_label):
         part = _cut(by_label[label], validation, test, rng)
         train += part[0]
@@ -127,7 +130,9 @@ def _grouped(rows: list[SplitRow], validation: float, test: float, rng: random.R
     keys = sorted(by_group)
     rng.shuffle(keys)
     target_test, target_val = test * len(rows), validation * len(rows)
-    train, valid, held = [], [], []
+    train: list[SplitRow] = []
+    valid: list[SplitRow] = []
+    held: list[SplitRow] = []
     for index, key in enumerate(keys):
         members = by_group[key]
         last_group = index == len(keys) - 1 and not train

@@ -62,6 +62,12 @@ class DataFileError(TuneryError, ValueError):
         super().__init__(message)
 
 
+class DataError(TuneryError, ValueError):
+    """The data has rows that cannot be trained on; the message lists them."""
+
+    code = "invalid_training_file"
+
+
 @dataclass
 class LoadedData:
     path: str

@@ -14,10 +14,11 @@ checks (checks.py). Results go to `eval/<name>/` in the run (results.py).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tunery.data.prepare import load_checked
+from tunery.data.formats import load_checked
 from tunery.data.tokenize import encode_examples
 from tunery.data.types import Example
 from tunery.evaluate.checks import FormatCheck, check_answer, parse_check, pass_rates
@@ -75,7 +76,7 @@ class Evaluation:
 
 def evaluate_run(
     run_path: str | Path, data_path: str | Path | None = None, with_base: bool = True, limit: int | None = None,
-    max_new_tokens: int = 64, checks: list[str | FormatCheck] = (), temperature: float | None = None,
+    max_new_tokens: int = 64, checks: Sequence[str | FormatCheck] = (), temperature: float | None = None,
     top_p: float = 1.0, seed: int = 0, name: str | None = None,
 ) -> Evaluation | dict:  # fmt: skip
     """Evaluate a run (and its base model) and store the results in `eval/<name>/` of the run.
@@ -92,12 +93,13 @@ def evaluate_run(
     data_path = str(data_path or config.data.validation or config.data.train)
     if config.task == "classification":
         return evaluate_classifier(run, data_path, limit, name or Path(data_path).stem)
-    checks = [parse_check(c) if isinstance(c, str) else c for c in checks]
+    format_checks = [parse_check(c) if isinstance(c, str) else c for c in checks]
     model, tokenizer = load_run_model(run.path)
     examples = load_checked(data_path, config.data.format).examples[:limit]
     encoded = encode_examples(examples, tokenizer, config.data.max_length, config.data.train_on).examples
     general = encode_examples(general_text_examples(), tokenizer, config.data.max_length, "all").examples
     questions = split_questions(examples)
+    generation = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "seed": seed}
     sampling = {"temperature": temperature, "top_p": top_p} if temperature else None
     parts, pad_id = causal_lm_parts(model), tokenizer.pad_token_id
 
@@ -109,28 +111,24 @@ def evaluate_run(
         answers = (
             generate(model, tokenizer, conversations, max_new_tokens, sampling=sampling) if questions else []
         )
-        return _model_scores(loss, general_loss, answers, questions, tokenizer, checks), answers
+        return _model_scores(loss, general_loss, answers, questions, tokenizer, format_checks), answers
 
     tuned, tuned_answers = score()
     base, base_answers = None, None
     if with_base:
         with model.disable_adapter():
             base, base_answers = score()
+    assert tuned.general_perplexity is not None, "_model_scores always measures it"
     evaluation = Evaluation(
         name=name or Path(data_path).stem,
         data=data_path,
         examples=len(encoded),
         tuned=tuned,
         base=base,
-        forgetting=forgetting_summary(base and base.general_perplexity, tuned.general_perplexity),
-        checks=[check.name for check in checks],
-        generation={
-            "max_new_tokens": max_new_tokens,
-            "temperature": temperature,
-            "top_p": top_p,
-            "seed": seed,
-        },
-        samples=example_rows(questions, base_answers, tuned_answers, checks),
+        forgetting=forgetting_summary(base.general_perplexity if base else None, tuned.general_perplexity),
+        checks=[check.name for check in format_checks],
+        generation=generation,
+        samples=example_rows(questions, base_answers, tuned_answers, format_checks),
     )
     folder = save_evaluation(run.path, evaluation.name, evaluation.summary(), evaluation.samples)
     run.update_record(evaluation={**evaluation.summary(), "folder": str(folder)})

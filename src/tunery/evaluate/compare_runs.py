@@ -9,8 +9,10 @@ This module imports no torch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -36,7 +38,7 @@ class RunComparison:
     metrics: dict[str, list]  # metric -> value in each run (None where a run lacks it)
 
 
-def compare_runs(paths: list[str | Path]) -> RunComparison:
+def compare_runs(paths: Sequence[str | Path]) -> RunComparison:
     runs = [Run.open(path) for path in paths]
     configs = [
         flatten(yaml.safe_load((run.path / "config.yaml").read_text(encoding="utf-8"))) for run in runs
@@ -65,7 +67,7 @@ def run_metrics(run: Run) -> dict:
     return metrics
 
 
-def plot_runs(paths: list[str | Path], out: str | Path) -> Path:
+def plot_runs(paths: Sequence[str | Path], out: str | Path) -> Path:
     from tunery.evaluate.plots import runs_overlaid
 
     runs = [Run.open(path) for path in paths]
@@ -74,9 +76,9 @@ def plot_runs(paths: list[str | Path], out: str | Path) -> Path:
     return out
 
 
-def flatten(tree: dict, prefix: str = "") -> dict:
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """{"lora": {"r": 8}} -> {"lora.r": 8}"""
-    flat = {}
+    flat: dict[str, Any] = {}
     for key, value in tree.items():
         if isinstance(value, dict) and value:
             flat |= flatten(value, f"{prefix}{key}.")

@@ -11,6 +11,7 @@ little on other scripts; chrF works on characters and suits them better.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
@@ -69,7 +70,7 @@ def corpus_scores(answers: list[str], references: list[str]) -> dict[str, float 
     }
 
 
-def mean(values: list[float]) -> float:
+def mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 

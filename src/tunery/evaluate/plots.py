@@ -69,6 +69,9 @@ def confusion_matrix(labels: list[str], matrix: list[list[int]]) -> bytes:
 
 
 def _figure(panels: int, width: float, height: float = 3.6):
+    from tunery.libraries import require_extra
+
+    require_extra("report", "plots (tunery report, tunery compare)")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -1,4 +1,4 @@
-"""Where evaluations are kept in a run directory, so the CLI, the report and a dashboard read the same files.
+"""Where evaluations are kept in a run directory, so `tunery eval` writes what the HTML report reads.
 
     runs/<run>/eval/<name>/
       metrics.json     summary: data file, example count, base and tuned scores, settings

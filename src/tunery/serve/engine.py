@@ -19,7 +19,7 @@ that starts like a recent one of the same adapter (a shared system prompt) prefi
 Adapters that cannot be grouped (DoRA, IA3, PiSSA, modules trained in full, full or partial
 fine-tunes) get a model of their own, loaded with `tunery.inference.load_run_model`, batched the
 same way; prefix/prompt tuning changes the cache, so those are served one request at a time with
-`generate`.
+`generate` (`tunery.data.generation.generate_tokens`, the loop chat and eval use too).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from tunery.data.generation import generate_tokens
 from tunery.serve.grouped_lora import BASE, AdapterBank, groupable
 from tunery.serve.prefix_cache import PrefixCache
 from tunery.serve.scheduler import Row, RunningBatch
@@ -74,7 +75,9 @@ class Target:
         if run.config.task == "classification":
             raise ValueError(f"{run.path} is a classification run; it has no text to generate")
         return cls(
-            base=resolve_model(run.config.model.name), run_dir=run.path, shared=groupable(run.adapter_dir)
+            base=resolve_model(run.config.model.name),
+            run_dir=run.path,
+            shared=groupable(run.adapter_dir, run.config.method),
         )
 
     @property
@@ -132,6 +135,7 @@ class Slot:
         in_use = self.batch.adapters | {row.adapter for row in starting}
         if len(self.bank.slot_of) >= self.bank.capacity and all(name in in_use for name in self.bank.slot_of):
             return False
+        assert run_dir is not None, "an adapter other than the base comes from a run"
         self.bank.load(adapter, run_dir / "adapter", keep=in_use)
         return True
 
@@ -282,6 +286,8 @@ class Engine:
         if not target.shared:
             from tunery.inference import load_run_model
 
+            assert target.run_dir is not None, "only a run's target has a model of its own"
+
             model, tokenizer = load_run_model(target.run_dir, device=self.device)
             return Slot(model.eval(), tokenizer, None, self.batch_sizes, self.prefix_tokens)
         device = pick_device(self.device)
@@ -301,12 +307,12 @@ def generate_alone(slot: Slot, row: Row) -> None:
         torch.manual_seed(sampling.seed)
     ids = torch.tensor([request.prompt], device=slot.device)
     greedy = sampling.temperature < 1e-5
-    output = slot.model.generate(
-        input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=sampling.max_tokens,
-        do_sample=not greedy, **({} if greedy else {"temperature": sampling.temperature, "top_p": sampling.top_p}),
+    settings = None if greedy else {"temperature": sampling.temperature, "top_p": sampling.top_p}
+    new_tokens = generate_tokens(
+        slot.model, ids, torch.ones_like(ids), sampling.max_tokens, settings,
         pad_token_id=slot.tokenizer.pad_token_id,
     )  # fmt: skip
-    for token in output[0, ids.shape[1] :].tolist():
+    for token in new_tokens[0].tolist():
         row.add(token)
         if row.done:
             return

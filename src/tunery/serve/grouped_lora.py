@@ -33,20 +33,28 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from tunery.config.registry import method_spec
+
 BASE = "__base__"  # the row's name for "no adapter"
 WEIGHTS = "adapter_model.safetensors"  # read directly: never a pickled adapter_model.bin
 PLAIN_INITS = (True, False, "gaussian")  # other inits (pissa, olora, ...) also change the base weights
 
 
-def groupable(adapter_dir: Path) -> bool:
-    """Whether this adapter can share the base model in grouped batches: plain LoRA (also rsLoRA)."""
+def groupable(adapter_dir: Path, method: str | None = None) -> bool:
+    """Whether this adapter can share the base model in grouped batches: plain LoRA (also rsLoRA).
+
+    `method`, the run's, must be one the registry marks groupable; the adapter's own config then
+    rules out the LoRA options a bank cannot replay (DoRA, bias, PiSSA/OLoRA, ...).
+    """
+    if method is not None and not method_spec(method).groupable:
+        return False
     config_file = adapter_dir / "adapter_config.json"
     if not config_file.exists() or not (adapter_dir / WEIGHTS).exists():
         return False  # full / freeze fine-tunes store trained tensors, no PEFT adapter
@@ -68,6 +76,8 @@ class GroupedLoraLinear(nn.Module):
 
     A (slots·rank, in) and B·scale (out, slots·rank) live in one flat buffer so one cast serves both.
     """
+
+    lora: torch.Tensor  # that flat buffer, registered in __init__
 
     def __init__(self, base: nn.Linear, bank: AdapterBank):
         super().__init__()
@@ -110,7 +120,7 @@ class GroupedLoraLinear(nn.Module):
         start = slot * self.rank
         stacked_a[start : start + self.rank] = 0
         stacked_b[:, start : start + self.rank] = 0
-        if a is not None:
+        if a is not None and b_scaled is not None:  # both or neither
             stacked_a[start : start + a.shape[0]] = a
             stacked_b[:, start : start + a.shape[0]] = b_scaled
 
@@ -151,7 +161,7 @@ class AdapterBank:
     def touch(self, name: str) -> None:
         self.slot_of[name] = self.slot_of.pop(name)
 
-    def load(self, name: str, adapter_dir: Path, keep: Sequence[str] = ()) -> None:
+    def load(self, name: str, adapter_dir: Path, keep: Collection[str] = ()) -> None:
         """Load an adapter into a free slot, or the slot of the least recently used one not in `keep`."""
         weights = read_adapter(adapter_dir, self.storage_dtype, self.device)
         slot = self._free_slot(keep)
@@ -165,7 +175,7 @@ class AdapterBank:
             layer.put(slot, a, b)
         self.slot_of[name] = slot
 
-    def _free_slot(self, keep: Sequence[str]) -> int:
+    def _free_slot(self, keep: Collection[str]) -> int:
         if len(self.slot_of) < self.capacity:
             used = set(self.slot_of.values())
             free = next(s for s in range(self.capacity) if s not in used)
@@ -215,7 +225,7 @@ def read_adapter(
     from safetensors.torch import load_file
 
     config = json.loads((adapter_dir / "adapter_config.json").read_text())
-    alpha_pattern = config.get("alpha_pattern") or {}
+    alpha_pattern: dict[str, float] = config.get("alpha_pattern") or {}
     state = load_file(adapter_dir / WEIGHTS)
     prefix = "base_model.model."
     weights = {}
@@ -225,7 +235,7 @@ def read_adapter(
         module_name = key[len(prefix) : -len(".lora_A.weight")]
         b = state[key.replace(".lora_A.", ".lora_B.")]
         rank = a.shape[0]
-        alpha = alpha_pattern.get(get_pattern_key(alpha_pattern.keys(), module_name), config["lora_alpha"])
+        alpha = alpha_pattern.get(get_pattern_key(list(alpha_pattern), module_name), config["lora_alpha"])
         scale = alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
         b_scaled = b.float() * scale
         weights[module_name] = (a.to(device, dtype), b_scaled.to(device, dtype))

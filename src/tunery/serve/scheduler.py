@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import nullcontext
+from typing import Any
 
 import torch
 from torch.nn import functional
@@ -120,7 +121,7 @@ class RunningBatch:
         self.model, self.pad, self.bank, self.prefixes = model, pad_token_id, bank, prefixes
         self.device = next(model.parameters()).device
         self.rows: list[Row] = []
-        self.cache = None  # DynamicCache, (batch, kv heads, width, head dim) per layer
+        self.cache: Any = None  # DynamicCache, (batch, kv heads, width, head dim) per layer
         self.mask: torch.Tensor | None = None  # (batch, width) 1 for real tokens
         self.positions: torch.Tensor | None = None  # (batch, 1) the next token's position
         self.next_ids: torch.Tensor | None = None  # (batch, 1) the last chosen tokens, fed next step
@@ -153,8 +154,8 @@ class RunningBatch:
     def _prefill(self, rows: list[Row]) -> torch.Tensor:
         """Left padded prompts through the model into a cache of their own, joined to the batch's."""
         width = max(len(r.request.prompt) for r in rows)
-        ids = [[self.pad] * (width - len(r.request.prompt)) + r.request.prompt for r in rows]
-        ids = torch.tensor(ids, device=self.device)
+        padded = [[self.pad] * (width - len(r.request.prompt)) + r.request.prompt for r in rows]
+        ids = torch.tensor(padded, device=self.device)
         mask = torch.tensor(
             [[0] * (width - len(r.request.prompt)) + [1] * len(r.request.prompt) for r in rows],
             device=self.device,
@@ -202,10 +203,11 @@ class RunningBatch:
     def step(self) -> None:
         """One token for every running row."""
         self.sizes.append(len(self.rows))
-        self.mask = torch.cat([self.mask, torch.ones_like(self.next_ids)], dim=1)
-        logits = self._forward(self.rows, self.next_ids, self.mask, self.positions, self.cache)
+        mask, positions, next_ids = self._running()
+        self.mask = torch.cat([mask, torch.ones_like(next_ids)], dim=1)
+        logits = self._forward(self.rows, next_ids, self.mask, positions, self.cache)
         chosen = choose(self.rows, logits)
-        self.next_ids, self.positions = chosen[:, None], self.positions + 1
+        self.next_ids, self.positions = chosen[:, None], positions + 1
         self._take(chosen.tolist(), self.rows)
 
     def fail_all(self, message: str) -> None:
@@ -214,6 +216,11 @@ class RunningBatch:
         self._retire()
 
     # -- internals -------------------------------------------------------------------------------
+    def _running(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The running rows' mask, positions and next ids: set whenever there are rows."""
+        assert self.mask is not None and self.positions is not None and self.next_ids is not None, "no rows"
+        return self.mask, self.positions, self.next_ids
+
     def _forward(self, rows, ids, mask, positions, cache) -> torch.Tensor:
         routing = self.bank.routing([r.adapter for r in rows]) if self.bank is not None else nullcontext()
         with routing:
@@ -237,7 +244,8 @@ class RunningBatch:
             self.rows, self.cache, self.mask = rows, cache, mask
             self.positions, self.next_ids = positions, next_ids
             return
-        old, new = self.mask.shape[1], mask.shape[1]
+        my_mask, my_positions, my_next_ids = self._running()
+        old, new = my_mask.shape[1], mask.shape[1]
         width = max(old, new)
         for mine, theirs in zip(self.cache.layers, cache.layers, strict=True):
             mine.replace(
@@ -245,10 +253,10 @@ class RunningBatch:
                 torch.cat([pad_left(mine.values, width - old), pad_left(theirs.values, width - new)]),
             )
         self.mask = torch.cat(
-            [functional.pad(self.mask, (width - old, 0)), functional.pad(mask, (width - new, 0))]
+            [functional.pad(my_mask, (width - old, 0)), functional.pad(mask, (width - new, 0))]
         )
-        self.positions = torch.cat([self.positions, positions])
-        self.next_ids = torch.cat([self.next_ids, next_ids])
+        self.positions = torch.cat([my_positions, positions])
+        self.next_ids = torch.cat([my_next_ids, next_ids])
         self.rows = self.rows + rows
 
     def _retire(self) -> None:
@@ -258,12 +266,13 @@ class RunningBatch:
         if not self.rows:
             self.cache = self.mask = self.positions = self.next_ids = None
             return
+        mask, positions, next_ids = self._running()
         index = torch.tensor(keep, device=self.device)
-        unused = self.mask.shape[1] - max(row.cached for row in self.rows)  # known on the host: no sync
+        unused = mask.shape[1] - max(row.cached for row in self.rows)  # known on the host: no sync
         for layer in self.cache.layers:
             layer.replace(layer.keys[index, :, unused:], layer.values[index, :, unused:])
-        self.mask = self.mask[index, unused:]
-        self.positions, self.next_ids = self.positions[index], self.next_ids[index]
+        self.mask = mask[index, unused:]
+        self.positions, self.next_ids = positions[index], next_ids[index]
 
 
 def similar_lengths(rows: list[Row]) -> list[list[Row]]:

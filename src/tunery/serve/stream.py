@@ -33,7 +33,7 @@ class Stream:
         self._sync: queue.SimpleQueue = queue.SimpleQueue()
 
     def put(self, event) -> None:
-        if self._loop is not None:
+        if self._loop is not None and self._async is not None:  # made together: both or neither
             self._loop.call_soon_threadsafe(self._async.put_nowait, event)
         else:
             self._sync.put(event)
