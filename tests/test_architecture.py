@@ -48,7 +48,9 @@ def test_every_package_and_module_of_tunery_sits_in_a_layer():
 
 
 def test_an_upward_import_breaks_the_contract(tmp_path):
-    shutil.copytree(ROOT / "src", tmp_path / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copytree(
+        ROOT / "src", tmp_path / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+    )
     shutil.copy(ROOT / "pyproject.toml", tmp_path)
     assert lint_imports(tmp_path / "src", tmp_path).returncode == 0
     data = tmp_path / "src" / "tunery" / "data" / "__init__.py"

@@ -9,10 +9,22 @@ Heavy modules (torch, transformers) load only when a function that needs them is
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 from tunery.version import __version__
 
+if TYPE_CHECKING:
+    from tunery.config import TuneryConfig
+    from tunery.run import Run
 
-def train(config=None, overrides: list[str] | None = None, resume=None, quiet: bool = False):
+
+def train(
+    config: str | Path | dict[str, Any] | TuneryConfig | None = None,
+    overrides: list[str] | None = None,
+    resume: str | Path | None = None,
+    quiet: bool = False,
+) -> Run:
     """Fine-tune from a config (a YAML path, a dict or a `TuneryConfig`) and return the `Run`.
 
     `resume` is a run directory: its config is used (with `overrides`) and training

@@ -15,7 +15,8 @@ from __future__ import annotations
 class TuneryError(Exception):
     """Something the user gave us is wrong or can't run here; the message says what to do."""
 
-    code: str = "invalid_request"
+    # None only for a `tunery.service.errors.ApiError` that answers with no code (OpenAI's `"code": null`).
+    code: str | None = "invalid_request"
 
 
 def error_code(err: BaseException) -> str | None:

@@ -1,4 +1,4 @@
-"""Launching one run on several processes or machines: the torchrun and accelerate commands, and configs.
+"""Launching one run on several processes or machines: the torchrun command, checked before it starts.
 
     tunery train config.yaml --nproc-per-node 2                       # one machine, 2 processes
     tunery train config.yaml --nproc-per-node 8 --nnodes 2 --node-rank 0 \\
@@ -6,27 +6,24 @@
 
 The launching process creates the run directory (on the first node), then starts
 `torchrun … -m tunery train --resume RUN_DIR` so every rank opens the same run, and a
-rerun of the same command after a crash resumes it. ddp and fsdp run under torchrun
-(PyTorch's own launcher). deepspeed runs under `accelerate launch` with an accelerate
-config and a ZeRO-2/3 config generated here from ours (`deepspeed_config`,
-`accelerate_config`), so batch sizes, clipping and precision never disagree.
+rerun of the same command after a crash resumes it. ddp, fsdp and deepspeed all run
+under torchrun (PyTorch's own launcher) and tunery's own loop; DeepSpeed's ZeRO config is
+built from ours inside each process (training/zero.py).
 
 Nothing here imports torch: the CLI builds commands before any process trains.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from tunery.config import ConfigError, TuneryConfig, load_config
 from tunery.errors import TuneryError
+from tunery.libraries import require_extra
 from tunery.run import Run
 
 DEFAULT_MASTER_PORT = 29500
@@ -65,15 +62,8 @@ class Launch:
             )
 
 
-def strategy_for(cfg: TuneryConfig, launch: Launch) -> str:
-    """ddp, fsdp or deepspeed; `auto` is ddp on more than one process, nothing to launch on one."""
-    if launch.world == 1:
-        return "single"
-    return "ddp" if cfg.distributed.strategy == "auto" else cfg.distributed.strategy
-
-
 def torchrun_command(launch: Launch, script_args: list[str]) -> list[str]:
-    """`python -m torch.distributed.run … -m tunery train ARGS` for ddp and fsdp."""
+    """`python -m torch.distributed.run … -m tunery train ARGS` for every strategy."""
     command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={launch.nproc_per_node}"]
     if launch.nnodes == 1 and launch.master_addr is None and launch.master_port is None:
         command.append("--standalone")  # a free local port: several runs on one machine never collide
@@ -87,12 +77,6 @@ def torchrun_command(launch: Launch, script_args: list[str]) -> list[str]:
     return [*command, "-m", "tunery", "train", *script_args]
 
 
-def accelerate_command(config_file: Path, script_args: list[str]) -> list[str]:
-    """`python -m accelerate.commands.launch --config_file F -m tunery train ARGS` for deepspeed."""
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_file)]
-    return [*launcher, "--module", "tunery", "train", *script_args]
-
-
 def micro_batch_per_process(cfg: TuneryConfig, world: int) -> int:
     """train.batch_size is the global micro-batch; each process takes an equal share of it."""
     if cfg.train.batch_size % world:
@@ -101,67 +85,6 @@ def micro_batch_per_process(cfg: TuneryConfig, world: int) -> int:
             f"over the {world} processes; set it to a multiple of {world}"
         )
     return cfg.train.batch_size // world
-
-
-def deepspeed_config(cfg: TuneryConfig, world: int) -> dict:
-    """A DeepSpeed ZeRO-2/3 config equal to our training settings (batch, accumulation, clipping, precision)."""
-    micro = micro_batch_per_process(cfg, world)
-    stage = cfg.distributed.zero_stage
-    zero: dict = {"stage": stage, "overlap_comm": True, "contiguous_gradients": True}
-    if cfg.distributed.offload:
-        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
-        if stage == 3:
-            zero["offload_param"] = {"device": "cpu", "pin_memory": True}
-    if stage == 3:
-        zero["stage3_gather_16bit_weights_on_model_save"] = True  # the adapter is saved whole
-    precision = {"auto": "bfloat16"}.get(cfg.model.dtype, cfg.model.dtype)  # DeepSpeed runs on GPUs
-    return {
-        "train_batch_size": micro * cfg.train.grad_accum * world,
-        "train_micro_batch_size_per_gpu": micro,
-        "gradient_accumulation_steps": cfg.train.grad_accum,
-        "gradient_clipping": cfg.train.max_grad_norm or 0.0,
-        "bf16": {"enabled": precision == "bfloat16"},
-        "fp16": {"enabled": precision == "float16"},
-        "zero_optimization": zero,
-        "seed": cfg.train.seed,
-        "steps_per_print": 1_000_000,  # our own metrics.jsonl reports progress
-        "wall_clock_breakdown": False,
-    }
-
-
-def accelerate_config(launch: Launch, deepspeed_file: Path, zero_stage: int) -> dict:
-    """An `accelerate launch --config_file` config that runs DeepSpeed with `deepspeed_file`."""
-    return {
-        "compute_environment": "LOCAL_MACHINE",
-        "distributed_type": "DEEPSPEED",
-        "deepspeed_config": {
-            "deepspeed_config_file": str(deepspeed_file),
-            "deepspeed_multinode_launcher": "standard",
-            "zero3_init_flag": zero_stage == 3,
-        },
-        "num_processes": launch.world,
-        "num_machines": launch.nnodes,
-        "machine_rank": launch.node_rank,
-        "main_process_ip": launch.master_addr if launch.nnodes > 1 else None,
-        "main_process_port": launch.master_port or DEFAULT_MASTER_PORT,
-        "rdzv_backend": "static",
-        "same_network": True,
-        "use_cpu": False,
-        "debug": False,
-    }
-
-
-def write_deepspeed_files(cfg: TuneryConfig, launch: Launch, folder: Path) -> Path:
-    """deepspeed.json and accelerate.yaml in `folder`; returns the accelerate config's path."""
-    import json
-
-    folder.mkdir(parents=True, exist_ok=True)
-    deepspeed_file = folder / "deepspeed.json"
-    deepspeed_file.write_text(json.dumps(deepspeed_config(cfg, launch.world), indent=2), encoding="utf-8")
-    accelerate_file = folder / "accelerate.yaml"
-    settings = accelerate_config(launch, deepspeed_file, cfg.distributed.zero_stage)
-    accelerate_file.write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
-    return accelerate_file
 
 
 def decoder_layer_classes(model) -> list[str]:
@@ -177,16 +100,6 @@ def decoder_layer_classes(model) -> list[str]:
             f"{name} does not name its decoder layer class; set distributed.wrap to it (e.g. [MyDecoderLayer])"
         )
     return sorted(names)
-
-
-def deepspeed_unsupported() -> ConfigError:
-    installed = importlib.util.find_spec("deepspeed") is not None
-    return ConfigError(
-        "distributed.strategy=deepspeed: tunery writes the ZeRO config and the accelerate command "
-        "(tunery.launch.write_deepspeed_files), but its training loop does not run under DeepSpeed yet"
-        + ("" if installed else " (and the deepspeed package is not installed)")
-        + "; use distributed.strategy=fsdp for sharded weights, gradients and optimizer state"
-    )
 
 
 def launch_training(
@@ -222,9 +135,8 @@ def launch_training(
 
 def check_strategy(cfg: TuneryConfig, launch: Launch) -> None:
     """Refuse, before anything starts, what the chosen strategy cannot do."""
-    strategy = strategy_for(cfg, launch)
-    if strategy == "deepspeed":
-        raise deepspeed_unsupported()
+    if cfg.distributed.strategy == "deepspeed":
+        require_extra("deepspeed", "distributed.strategy=deepspeed")
     micro_batch_per_process(cfg, launch.world)
 
 

@@ -174,7 +174,7 @@ def convert_gguf(gguf_path: Path, cache_name: str | None = None) -> Path:
         model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
         # The weights are now plain fp32; drop the GGUF marker so they save as ordinary safetensors.
         del model.config.quantization_config
-        model.hf_quantizer = None
+        model.hf_quantizer = None  # type: ignore[assignment]  # torch types Module.__setattr__ for tensors and modules only
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         os.replace(staging, target)  # atomic: a half-converted folder is never seen as the model
@@ -262,4 +262,4 @@ def load_causal_lm(
     model = AutoModelForCausalLM.from_pretrained(
         path, dtype=dtype, attn_implementation=attn_implementation or "sdpa"
     )
-    return model.to(device), load_tokenizer(path)
+    return model.to(device), load_tokenizer(path)  # type: ignore[arg-type]  # transformers' wrapped `to` hides its signature

@@ -41,7 +41,9 @@ def write_config(tmp_path: Path, model_dir: Path, files: tuple[Path, Path], **tr
 
 def train_command(config_file: Path, run_name: str) -> list[str]:
     command = guide_command(
-        "tunery train config.yaml", "--nproc-per-node 2", replace={"config.yaml": str(config_file)}
+        "tunery train config.yaml",
+        "config.yaml --nproc-per-node 2",
+        replace={"config.yaml": str(config_file)},
     )
     return [*command, "--set", f"run_name={run_name}", "--quiet"]
 

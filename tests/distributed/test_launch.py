@@ -1,26 +1,16 @@
-"""What `tunery train --nproc-per-node …` launches, the DeepSpeed and accelerate configs generated from ours,
-the FSDP unit per architecture, and mistakes refused in one line before any process starts."""
+"""What `tunery train --nproc-per-node …` launches, the FSDP unit per architecture, and mistakes refused in
+one line before any process starts."""
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 
 import pytest
-import yaml
 
+from tests.cli.test_cli import single_line, tunery
 from tests.distributed.guide import guide_command
-from tests.test_cli import single_line, tunery
 from tunery.config import ConfigError, load_config
-from tunery.launch import (
-    Launch,
-    check_strategy,
-    decoder_layer_classes,
-    deepspeed_config,
-    torchrun_command,
-    write_deepspeed_files,
-)
+from tunery.launch import Launch, check_strategy, decoder_layer_classes, torchrun_command
 from tunery.training.distributed import Ranks
 
 RESUME = ["--resume", "runs/x"]
@@ -43,7 +33,7 @@ def launch_of(command: list[str]) -> Launch:
 
 
 def test_one_machine_launches_torchrun_standalone_on_a_free_port():
-    launch = launch_of(guide_command("tunery train config.yaml", "--nproc-per-node 2"))
+    launch = launch_of(guide_command("tunery train config.yaml", "config.yaml --nproc-per-node 2"))
     assert torchrun_command(launch, RESUME) == [
         sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--standalone",
         "-m", "tunery", "train", "--resume", "runs/x",
@@ -75,47 +65,11 @@ def test_a_launch_that_cannot_meet_is_refused(launch, message):
         launch.check()
 
 
-@pytest.mark.parametrize(("stage", "offload"), [(2, False), (3, True)])
-def test_deepspeed_zero_config_is_our_training_settings(stage, offload):
-    cfg = config(
-        train={"batch_size": 8, "grad_accum": 3, "max_grad_norm": 0.5, "seed": 11},
-        model={"dtype": "auto"},
-        distributed={"strategy": "deepspeed", "zero_stage": stage, "offload": offload},
-    )
-    generated = deepspeed_config(cfg, world=4)
-    assert generated["train_micro_batch_size_per_gpu"] == 2  # the global micro-batch of 8 over 4 GPUs
-    assert generated["gradient_accumulation_steps"] == 3
-    assert generated["train_batch_size"] == 2 * 3 * 4
-    assert generated["gradient_clipping"] == 0.5 and generated["seed"] == 11
-    assert generated["bf16"] == {"enabled": True} and generated["fp16"] == {"enabled": False}
-    zero = generated["zero_optimization"]
-    assert zero["stage"] == stage
-    assert ("offload_optimizer" in zero) is offload and ("offload_param" in zero) is (offload and stage == 3)
-    assert zero.get("stage3_gather_16bit_weights_on_model_save", False) is (stage == 3)
-
-
-def test_the_accelerate_config_is_one_accelerate_reads_and_points_at_the_deepspeed_file(tmp_path):
-    from accelerate.commands.config.config_args import ClusterConfig
-    from accelerate.utils import DistributedType
-
-    cfg = config(train={"batch_size": 16}, distributed={"strategy": "deepspeed", "zero_stage": 3})
-    launch = Launch(8, nnodes=2, node_rank=1, master_addr="10.0.0.1", master_port=29500)
-    accelerate_file = write_deepspeed_files(cfg, launch, tmp_path)
-    loaded = ClusterConfig.from_yaml_file(accelerate_file)
-    assert loaded.distributed_type == DistributedType.DEEPSPEED
-    assert (loaded.num_processes, loaded.num_machines, loaded.machine_rank) == (16, 2, 1)
-    assert (loaded.main_process_ip, loaded.main_process_port) == ("10.0.0.1", 29500)
-    deepspeed_file = loaded.deepspeed_config["deepspeed_config_file"]
-    assert json.loads(Path(deepspeed_file).read_text())["train_micro_batch_size_per_gpu"] == 1
-    assert loaded.deepspeed_config["zero3_init_flag"] is True
-
-
-def test_a_global_batch_that_does_not_split_evenly_is_refused():
-    cfg = config(train={"batch_size": 6}, distributed={"strategy": "deepspeed"})
+@pytest.mark.parametrize("strategy", ["ddp", "deepspeed"])
+def test_a_global_batch_that_does_not_split_evenly_is_refused(strategy):
+    cfg = config(train={"batch_size": 6}, distributed={"strategy": strategy})
     with pytest.raises(ConfigError, match=r"train.batch_size \(6\).*multiple of 4"):
-        deepspeed_config(cfg, world=4)
-    with pytest.raises(ConfigError, match=r"train.batch_size \(6\)"):
-        check_strategy(config(train={"batch_size": 6}), Launch(4))
+        check_strategy(cfg, Launch(4))
 
 
 @pytest.mark.parametrize(
@@ -163,26 +117,6 @@ def test_the_distributed_section_is_validated_like_the_rest():
     with pytest.raises(ConfigError, match="did you mean 'distributed.zero_stage'"):
         config(distributed={"zero_stag": 3})
     assert config().distributed.strategy == "auto"
-
-
-def test_deepspeed_is_refused_on_the_command_line_before_anything_starts(tmp_path):
-    (tmp_path / "config.yaml").write_text(
-        yaml.safe_dump({"data": {"train": "t.jsonl"}, "output_dir": "runs"})
-    )
-    done = tunery(
-        "train",
-        "config.yaml",
-        "--nproc-per-node",
-        "2",
-        "--set",
-        "distributed.strategy=deepspeed",
-        cwd=tmp_path,
-    )
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert single_line(done.stderr).startswith(
-        "error: distributed.strategy=deepspeed: tunery writes the ZeRO"
-    )
-    assert not (tmp_path / "runs").exists()
 
 
 def test_two_machines_without_a_master_address_are_refused_in_one_line(tmp_path):

@@ -25,15 +25,10 @@ EXTRA_DISTS = (
 )  # fmt: skip
 
 WITHOUT_EXTRAS = textwrap.dedent(f"""
-    import importlib.abc, importlib.metadata, sys
+    import importlib.metadata, sys
     BLOCKED, DISTS = {EXTRA_MODULES!r}, {EXTRA_DISTS!r}
-
-    class NoExtras(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in BLOCKED:
-                raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
-
-    sys.meta_path.insert(0, NoExtras())
+    for name in BLOCKED:  # None in sys.modules: `import name` fails and find_spec(name) is None, as when absent
+        sys.modules[name] = None
     real_version = importlib.metadata.version
 
     def version(name):
@@ -100,3 +95,20 @@ def test_a_missing_extra_names_the_install_command(monkeypatch):
     monkeypatch.setattr(importlib.metadata, "version", without_bitsandbytes)
     with pytest.raises(MissingExtra, match=r"pip install 'tunery\[qlora\]' \(missing: bitsandbytes\)"):
         require_extra("qlora", "method=qlora")
+
+
+def test_a_report_without_matplotlib_names_the_report_extra(tmp_path, monkeypatch):
+    import importlib.metadata
+
+    from tunery.evaluate.plots import training_curves
+
+    real = importlib.metadata.version
+
+    def without_matplotlib(name):
+        if name == "matplotlib":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", without_matplotlib)
+    with pytest.raises(MissingExtra, match=r"tunery\[report\]"):
+        training_curves([{"step": 1, "loss": 1.0}])

@@ -120,7 +120,7 @@ def test_method(case, overrides, tiny_model_dir, data_files, tmp_path, monkeypat
         expected = spy.model(input_ids=ids).logits
         torch.testing.assert_close(loaded(input_ids=ids).logits, expected, rtol=1e-5, atol=1e-5)
 
-    if get_method(overrides["method"]).MERGEABLE:
+    if get_method(overrides["method"]).spec.mergeable:
         from transformers import AutoModelForCausalLM
 
         merged = AutoModelForCausalLM.from_pretrained(merge_run(run.path, tmp_path / "merged")).eval()

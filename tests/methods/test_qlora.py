@@ -92,9 +92,10 @@ def test_without_bitsandbytes_qlora_says_what_to_install(monkeypatch):
     from tunery.methods import get_method
 
     monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # import fails as if not installed
-    config = load_config({"data": {"train": "x"}, "method": "qlora"})
+    qlora = get_method("qlora")
+    options = qlora.options(load_config({"data": {"train": "x"}, "method": "qlora"}))
     with pytest.raises(MethodUnavailable, match=r"pip install bitsandbytes==0.50.2.*method=lora"):
-        get_method("qlora").check(config, torch.device("cpu"))
+        qlora.check(options, torch.device("cpu"))
     with pytest.raises(MethodUnavailable, match="no mps backend"):
         monkeypatch.delitem(sys.modules, "bitsandbytes")
-        get_method("qlora").check(config, torch.device("mps"))
+        qlora.check(options, torch.device("mps"))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_train import config_for
+from tests.training.test_train import config_for
 from tunery.training.checkpoint import complete_checkpoints, latest_checkpoint, verify_checkpoint
 
 
@@ -171,3 +171,46 @@ def test_a_log_line_torn_by_a_kill_is_dropped_before_the_next_one(tmp_path):
     assert run.history() == [{"step": 1, "loss": 2.0}]  # a reader skips the line being written
     run.log_metrics(step=2, loss=1.5)
     assert run.history() == [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}]
+
+
+def fake_checkpoint(folder: Path, step: int) -> Path:
+    """A checkpoint folder closed with its manifest, without training (no torch needed)."""
+    from tunery.training.checkpoint import _write_manifest, checkpoint_name
+
+    path = folder / checkpoint_name(step)
+    path.mkdir(parents=True)
+    (path / "state.json").write_text(json.dumps({"global_step": step}))
+    (path / "optimizer.pt").write_bytes(b"x" * 64)
+    _write_manifest(path)
+    return path
+
+
+def test_the_runner_lists_only_checkpoints_that_verify_newest_first(tmp_path):
+    """A COMPLETE manifest over a damaged file is no checkpoint: no row, no event, no resume from it."""
+    from sqlalchemy import select
+
+    from tunery.jobs import runner
+    from tunery.store import connect, session_factory
+    from tunery.store.tables import Checkpoint, Event, Job
+
+    run_dir = tmp_path / "jobs" / "x"
+    for step in (2, 4, 6):
+        fake_checkpoint(run_dir / "checkpoints", step)
+    (run_dir / "checkpoints" / "step-000006" / "optimizer.pt").write_bytes(b"y" * 64)  # same size, new bytes
+    sessions = session_factory(connect(f"sqlite:///{tmp_path / 'tunery.db'}"))
+    with sessions.begin() as session:
+        job = Job(
+            project="p", model="m", training_file="file-x", seed=1, hyperparameters={}, method={}, config={},
+            status="running", run_dir="jobs/x",
+        )  # fmt: skip
+        session.add(job)
+        session.flush()
+        runner._record_progress(session, job, run_dir, tmp_path)
+        steps = session.scalars(select(Checkpoint.step).where(Checkpoint.job_id == job.id)).all()
+        events = session.scalars(select(Event.message).where(Event.job_id == job.id)).all()
+    assert sorted(steps) == [2, 4]
+    assert [e for e in events if "Checkpoint" in e] == [
+        "Checkpoint saved at step 2",
+        "Checkpoint saved at step 4",
+    ]
+    assert runner.latest_checkpoint(run_dir / "checkpoints").name == "step-000004"  # the resume event's step

@@ -46,5 +46,7 @@ def main() -> None:
     except Exception as err:
         if os.environ.get("TUNERY_DEBUG") or error_code(err) is None:
             raise
-        err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, markup=True, soft_wrap=True)
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(err))}", highlight=False, markup=True, soft_wrap=True
+        )
         sys.exit(2)

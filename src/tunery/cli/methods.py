@@ -8,13 +8,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tunery.config.registry import TASK_NAMES
+
 
 def methods(
     model: Annotated[
         str | None,
         typer.Option(help="Count trainable parameters and memory for this model (alias, path, hub id)."),
     ] = None,
-    task: Annotated[str, typer.Option(help="sft, classification or seq2seq.")] = "sft",
+    task: Annotated[str, typer.Option(help=f"{', '.join(TASK_NAMES[:-1])} or {TASK_NAMES[-1]}.")] = "sft",
 ) -> None:
     """List the fine-tuning methods (`method:` in the config); with --model, their size and memory."""
     from tunery.methods.estimate import estimate_methods

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -46,7 +46,7 @@ def train(
     from tunery.launch import Launch, LaunchFailed, launch_training
 
     overrides = [*(set_ or []), *(["train.load_best=true"] if load_best else [])]
-    source = config if config or resume else {}
+    source: str | dict[str, Any] | None = config if config or resume else {}
     launch = Launch(nproc_per_node, nnodes, node_rank, master_addr, master_port)
     if launch.world > 1 and "WORLD_SIZE" not in os.environ:  # not yet inside torchrun: launch it
         try:

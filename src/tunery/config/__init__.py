@@ -1,7 +1,7 @@
 """One typed config for a fine-tuning run, validated at the edge.
 
 The same schema serves the YAML file, `--set key=value` overrides, the Python
-API and (later) the REST API. Errors name the key and suggest the nearest valid
+API and the REST API. Errors name the key and suggest the nearest valid
 one. This module imports no torch, so the CLI starts fast.
 
     cfg = load_config("examples/demo.yaml", overrides=["lora.r=16", "train.epochs=2"])
@@ -16,15 +16,21 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tunery.config.registry import (
+    METHOD_NAMES,
+    TASK_NAMES,
+    TASK_SPECS,
+    batching_for,
+    batching_refusal,
+    method_spec,
+    task_spec,
+)
 from tunery.errors import TuneryError
 
-# Every method name `method:` accepts; each is a module in tunery/methods/.
-Method = Literal[
-    "lora", "dora", "qlora", "adalora", "ia3", "prefix", "prompt", "ptuning", "loha", "lokr", "oft",
-    "llama_adapter", "full", "freeze", "progressive",
-]  # fmt: skip
-# Methods that add learned tokens in front of the input instead of changing weights.
-PROMPT_METHODS = ("prefix", "prompt", "ptuning")
+# Every method and task name the config accepts: the registry's, never a second list.
+Method = Literal[METHOD_NAMES]  # type: ignore[valid-type]
+Task = Literal[TASK_NAMES]  # type: ignore[valid-type]
+DEFAULT_LR = 2e-4  # train.lr's default; the API's learning_rate_multiplier scales it
 
 
 class _Section(BaseModel):
@@ -159,7 +165,7 @@ class TrainConfig(_Section):
         "included); gradients add up to the same step. Bounds activation memory (~4 MB/token for "
         "SmolLM2 LoRA in fp32) at no cost in speed once a pass fills the matrix units. None: no split.",
     )
-    lr: float = Field(2e-4, gt=0, description="Peak learning rate.")
+    lr: float = Field(DEFAULT_LR, gt=0, description="Peak learning rate.")
     scheduler: Literal["linear", "cosine", "constant"] = "cosine"
     warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)
     weight_decay: float = Field(0.0, ge=0.0)
@@ -200,13 +206,17 @@ class DistributedConfig(_Section):
         "auto",
         description="auto: ddp when launched on more than one process. ddp: every rank holds the model and "
         "gradients are summed; fsdp: weights, gradients and optimizer state sharded per decoder layer "
-        "(PyTorch FSDP2); deepspeed: ZeRO through accelerate (needs the deepspeed package).",
+        "(PyTorch FSDP2); deepspeed: DeepSpeed ZeRO under tunery's own loop (the [deepspeed] extra).",
     )
-    zero_stage: Literal[2, 3] = Field(
-        2, description="deepspeed: ZeRO-2 shards gradients and optimizer state; ZeRO-3 the weights too."
+    zero_stage: Literal[1, 2, 3] = Field(
+        2,
+        description="deepspeed: ZeRO-1 shards the optimizer state, ZeRO-2 the gradients too, ZeRO-3 the "
+        "weights too.",
     )
     offload: bool = Field(
-        False, description="fsdp/deepspeed: keep sharded parameters and optimizer state in CPU memory."
+        False,
+        description="fsdp: keep sharded parameters and optimizer state in CPU memory; deepspeed: the optimizer "
+        "state (and at zero_stage 3 the parameters).",
     )
     wrap: list[str] | None = Field(
         None,
@@ -220,8 +230,8 @@ class DistributedConfig(_Section):
 class TuneryConfig(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig
-    task: Literal["sft", "classification", "seq2seq"] = Field(
-        "sft", description="sft: causal LM on chat/completion/text; classification; seq2seq (T5/BART)."
+    task: Task = Field(
+        "sft", description="; ".join(f"{spec.name}: {spec.summary}" for spec in TASK_SPECS) + "."
     )
     method: Method = Field("lora", description="Fine-tuning method; `tunery methods` lists them.")
     lora: LoraConfig = Field(default_factory=LoraConfig)
@@ -242,24 +252,16 @@ class TuneryConfig(_Section):
 
     @property
     def batching(self) -> Literal["grouped", "packed"]:
-        """train.batching with auto resolved for this task and method."""
-        if self.train.batching != "auto":
-            return self.train.batching
-        return (
-            "packed"
-            if self.task == "sft" and self.method not in (*PROMPT_METHODS, "llama_adapter")
-            else "grouped"
-        )
+        """train.batching with auto resolved for this task and method (config/registry.py's rule)."""
+        return batching_for(self.train.batching, self.task, self.method)
 
     @model_validator(mode="after")
     def _method_fits_task(self) -> TuneryConfig:
-        if self.train.batching == "packed" and (self.task != "sft" or self.method in PROMPT_METHODS):
-            raise ValueError(
-                f"train.batching=packed works only for task=sft with weight-space methods "
-                f"(not task={self.task}, method={self.method}); use train.batching=grouped"
-            )
-        if self.method == "llama_adapter" and self.task != "sft":
-            raise ValueError("method=llama_adapter works only for task=sft (decoder models)")
+        refusal = batching_refusal(self.train.batching, self.task, self.method)
+        if refusal:
+            raise ValueError(refusal)
+        if method_spec(self.method).decoder_only and not task_spec(self.task).causal_lm:
+            raise ValueError(f"method={self.method} works only for task=sft (decoder models)")
         return self
 
 
@@ -290,7 +292,9 @@ class ConfigError(TuneryError, ValueError):
     code = "invalid_config"
 
 
-def load_config(source: str | Path | dict | TuneryConfig, overrides: list[str] | None = None) -> TuneryConfig:
+def load_config(
+    source: str | Path | dict[str, Any] | TuneryConfig, overrides: list[str] | None = None
+) -> TuneryConfig:
     """Read a YAML path, a dict or a config, apply `key.sub=value` overrides, validate."""
     if isinstance(source, TuneryConfig):
         raw = source.model_dump()
@@ -303,14 +307,14 @@ def load_config(source: str | Path | dict | TuneryConfig, overrides: list[str] |
     return validate_config(raw)
 
 
-def validate_config(raw: dict) -> TuneryConfig:
+def validate_config(raw: dict[str, Any]) -> TuneryConfig:
     try:
         return TuneryConfig.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(_explain(err)) from None
 
 
-def _read_yaml(path: Path) -> dict:
+def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist")
     try:
@@ -323,7 +327,7 @@ def _read_yaml(path: Path) -> dict:
     return raw
 
 
-def _resolve_paths(raw: dict, base: Path) -> None:
+def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
     """Data paths in a config file are relative to the file, as a person reading it expects."""
     data = raw.get("data")
     if not isinstance(data, dict):
@@ -334,7 +338,7 @@ def _resolve_paths(raw: dict, base: Path) -> None:
             data[key] = str(base / value)
 
 
-def _apply_override(raw: dict, item: str) -> None:
+def _apply_override(raw: dict[str, Any], item: str) -> None:
     if "=" not in item:
         raise ConfigError(f"override '{item}' must look like key=value, e.g. lora.r=16")
     dotted, text = item.split("=", 1)

@@ -32,13 +32,15 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import CursorResult, Result, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tunery.jobs.lifecycle import ACTIVE, add_event, fail, register_model, transition
 from tunery.settings import Settings
 from tunery.store.tables import Checkpoint, Job
+from tunery.training.checkpoint import checkpoint_step, complete_checkpoints, latest_checkpoint
 
 log = logging.getLogger("tunery.jobs")
 
@@ -87,7 +89,7 @@ def acquire_lease(sessions: sessionmaker[Session], job_id: str, owner: str, seco
             )
             .values(lease_owner=owner, lease_expires=now + seconds)
         )
-        return taken.rowcount == 1
+        return _rows_matched(taken) == 1
 
 
 def renew_lease(session: Session, job_id: str, owner: str, seconds: float) -> bool:
@@ -96,7 +98,12 @@ def renew_lease(session: Session, job_id: str, owner: str, seconds: float) -> bo
         .where(Job.id == job_id, Job.lease_owner == owner)
         .values(lease_expires=time.time() + seconds)
     )
-    return renewed.rowcount == 1
+    return _rows_matched(renewed) == 1
+
+
+def _rows_matched(result: Result[Any]) -> int:
+    """Rows an UPDATE matched: `Session.execute` is typed `Result`, but DML gives a `CursorResult`."""
+    return cast("CursorResult[Any]", result).rowcount
 
 
 def release_lease(sessions: sessionmaker[Session], job_id: str, owner: str) -> None:
@@ -125,7 +132,7 @@ def _attempt(job_id, sessions, settings: Settings, owner: str, should_stop, work
             )  # fmt: skip
             return "failed"
         job.attempts += 1
-        checkpoint = newest_checkpoint(run_dir)
+        checkpoint = latest_checkpoint(run_dir / "checkpoints")  # the one training will resume from
         if job.status != "running":
             transition(session, job, "running", "Fine-tuning job started")
         if worker:
@@ -286,10 +293,9 @@ def _record_progress(session: Session, job: Job, run_dir: Path, root: Path) -> N
                 _metrics_event(session, job, json.loads(line))
         job.metrics_offset += len(complete)
     known = {step for (step,) in session.execute(select(Checkpoint.step).where(Checkpoint.job_id == job.id))}
-    for folder in complete_checkpoints(run_dir):
+    # Only checkpoints that verify, as resume would trust them; oldest first, so events read in order.
+    for folder in reversed(complete_checkpoints(run_dir / "checkpoints", skip_steps=known)):
         step = checkpoint_step(folder)
-        if step in known:
-            continue
         rows = [row for row in _read_history(run_dir) if row.get("step") == step]
         metrics_at = {"step": step}
         for row in rows:
@@ -321,23 +327,6 @@ def _metrics_event(session: Session, job: Job, row: dict) -> None:
         }
         where = f"{step}/{total}" if total else f"{step}"
         add_event(session, job, f"Step {where}: training loss={row['loss']:.4f}", type="metrics", data=data)
-
-
-def complete_checkpoints(run_dir: Path) -> list[Path]:
-    """Checkpoint folders closed with their manifest, oldest first (no torch: names and files only)."""
-    folder = run_dir / "checkpoints"
-    if not folder.exists():
-        return []
-    return sorted(p for p in folder.glob("step-*") if (p / "COMPLETE").exists())
-
-
-def newest_checkpoint(run_dir: Path) -> Path | None:
-    found = complete_checkpoints(run_dir)
-    return found[-1] if found else None
-
-
-def checkpoint_step(folder: Path) -> int:
-    return int(folder.name.removeprefix("step-"))
 
 
 def _job(session: Session, job_id: str) -> Job:

@@ -1,44 +1,30 @@
 """Fine-tuning methods, one module each, registered by name.
 
-Every method module has:
-
-- `SUMMARY`: one line for `tunery methods`;
-- `MERGEABLE`: whether its weights fold into the base model (`tunery merge`);
-- `apply(model, config) -> model`: the model with only the method's parameters trainable.
+The registry (`tunery/config/registry.py`) lists every method with its facts: summary,
+mergeable, packing, own weights, prompt-based, groupable. Each `tunery/methods/<name>.py`
+defines `METHOD = Method(method_spec("<name>"), options=..., apply=...)`: the builder
+that reads the method's own config section(s) once, `apply`, and the hooks it needs;
+hooks it does not name do nothing.
 
 PEFT methods return a `PeftModel`, so saving, loading and merging go through PEFT.
 `full`, `freeze` and `progressive` return the plain model; their trainable tensors
 are saved by `methods/weights.py`.
 
-A method may also define, and the recipe calls when present:
-
-- `NEEDS_TOTAL_STEPS = True`: `apply` also takes `total_steps` (adalora's rank schedule);
-- `check(config, device)`: refuse before any weights load (qlora without bitsandbytes);
-- `load_kwargs(config, device) -> dict`: extra `from_pretrained` arguments (qlora's quantisation);
-- `optimizer_class(config)`: an optimiser other than `torch.optim.AdamW` (qlora's paged AdamW);
-- `param_groups(model, config) -> list[dict]`: per-group learning rates (progressive);
-- `on_step(model, config, step, epoch)`: after each optimiser step (adalora's rank budget,
-  progressive's unfreezing);
-- `at_position(model, config, step, epoch)`: put the model in the state of that point of the
-  run, called when a run resumes (progressive).
+    method = get_method("lora")
+    model = method.apply(model, method.options(cfg), task_type="CAUSAL_LM", total_steps=100)
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import import_module
-from types import ModuleType
+from typing import Any, Protocol
 
+from tunery.config.registry import METHOD_NAMES, MethodSpec, method_spec, task_spec
 from tunery.errors import TuneryError
 
-METHODS = (
-    "lora", "dora", "qlora", "adalora", "ia3", "loha", "lokr", "oft",
-    "prefix", "prompt", "ptuning", "llama_adapter",
-    "full", "freeze", "progressive",
-)  # fmt: skip
-
-
-# Methods that train the model's own tensors (saved as trainable.*), not a PEFT adapter.
-OWN_WEIGHT_METHODS = ("full", "freeze", "progressive")
+METHODS = METHOD_NAMES  # the registry's names, in its order
 
 
 class MethodUnavailable(TuneryError, RuntimeError):
@@ -47,18 +33,59 @@ class MethodUnavailable(TuneryError, RuntimeError):
     code = "method_unavailable"
 
 
-def get_method(name: str) -> ModuleType:
-    if name not in METHODS:
-        raise ValueError(f"unknown method '{name}'; choose one of: {', '.join(METHODS)}")
-    return import_module(f"tunery.methods.{name}")
+class Apply(Protocol):
+    """`apply(model, options, *, task_type, total_steps) -> model` with only the method's parameters trainable."""
+
+    def __call__(self, model: Any, options: Any, /, *, task_type: str, total_steps: int) -> Any: ...
+
+
+def _nothing(*_args: Any) -> None:
+    """A hook the method does not need."""
+
+
+def _no_load_kwargs(_options: Any, _device: Any) -> dict:
+    return {}
+
+
+def _adamw(_options: Any) -> type:
+    import torch
+
+    return torch.optim.AdamW
+
+
+def _trainable_parameters(model: Any, _options: Any) -> list:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A method's code; each hook receives the method's options, never the whole run config."""
+
+    spec: MethodSpec
+    options: Callable[[Any], Any]  # TuneryConfig -> this method's section(s) and facts
+    apply: Apply
+    check: Callable[[Any, Any], None] = _nothing  # (options, device): refuse before any weights load
+    load_kwargs: Callable[[Any, Any], dict] = _no_load_kwargs  # (options, device): from_pretrained extras
+    optimizer_class: Callable[[Any], type] = _adamw  # (options)
+    param_groups: Callable[[Any, Any], list] = _trainable_parameters  # (model, options)
+    on_step: Callable[[Any, Any, int, int], None] = _nothing  # (model, options, steps done, epoch)
+    at_position: Callable[[Any, Any, int, int], None] = _nothing  # the same, when a run resumes there
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def get_method(name: str) -> Method:
+    method_spec(name)  # an unknown name fails here, with the list of known ones
+    return import_module(f"tunery.methods.{name}").METHOD
 
 
 def apply_method(name: str, model, config, total_steps: int):
-    """Wrap `model` with method `name`; only the method's parameters stay trainable."""
-    module = get_method(name)
-    if getattr(module, "NEEDS_TOTAL_STEPS", False):
-        return module.apply(model, config, total_steps=total_steps)
-    return module.apply(model, config)
+    """Wrap `model` with method `name` as `config` asks; only the method's parameters stay trainable."""
+    method = get_method(name)
+    task_type = task_spec(config.task).peft_task_type
+    return method.apply(model, method.options(config), task_type=task_type, total_steps=total_steps)
 
 
 def count_parameters(model) -> tuple[int, int]:
@@ -81,7 +108,7 @@ def run_files(method: str) -> tuple[str, ...]:
     """The files every finished run of `method` has: PEFT adapters, or the tensors that trained."""
     from tunery.run import RUN_FILES
 
-    if method in OWN_WEIGHT_METHODS:
+    if method_spec(method).own_weights:
         weights = ("adapter/trainable.json", "adapter/trainable.safetensors")
     else:
         weights = ("adapter/adapter_config.json", "adapter/adapter_model.safetensors")

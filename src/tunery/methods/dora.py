@@ -5,13 +5,13 @@
 
 from __future__ import annotations
 
-from tunery.methods import lora
+from tunery.config import LoraConfig
+from tunery.config.registry import method_spec
+from tunery.methods import Method, lora
 
-SUMMARY = "LoRA with a learned magnitude per weight column; closer to full fine-tuning, a bit slower."
-MERGEABLE = True
+
+def options(config) -> LoraConfig:
+    return config.lora.model_copy(update={"use_dora": True})
 
 
-def apply(model, config):
-    return lora.apply(
-        model, config.model_copy(update={"lora": config.lora.model_copy(update={"use_dora": True})})
-    )
+METHOD = Method(method_spec("dora"), options=options, apply=lora.apply)

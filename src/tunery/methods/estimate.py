@@ -12,7 +12,8 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-from tunery.methods import METHODS, apply_method, count_parameters, get_method
+from tunery.config.registry import METHOD_SPECS
+from tunery.methods import apply_method, count_parameters
 
 BYTES_PER_TRAINABLE = 4 + 4 + 8  # fp32 gradient, AdamW's two moments, fp32 master copy counted in weights
 
@@ -29,11 +30,13 @@ class MethodEstimate:
 
     @property
     def percent(self) -> float | None:
-        return None if not self.total else 100 * self.trainable / self.total
+        if not self.total or self.trainable is None:
+            return None
+        return 100 * self.trainable / self.total
 
 
 def estimate_methods(model_name: str | None, task: str = "sft", dtype_bytes: int = 4) -> list[MethodEstimate]:
-    rows = [MethodEstimate(name, get_method(name).SUMMARY, get_method(name).MERGEABLE) for name in METHODS]
+    rows = [MethodEstimate(spec.name, spec.summary, spec.mergeable) for spec in METHOD_SPECS]
     if model_name is None:
         return rows
     base = meta_model(model_name, task)
@@ -79,7 +82,8 @@ def _config(model_name: str, method: str, task: str):
 
 
 def _memory_bytes(base, row: MethodEstimate, dtype_bytes: int) -> float:
-    weights = row.total * dtype_bytes
+    assert row.total is not None and row.trainable is not None, "counted before the memory estimate"
+    weights: float = row.total * dtype_bytes
     if row.method == "qlora":
         linear = sum(m.weight.numel() for name, m in base.named_modules() if _is_block_linear(name, m))
         weights -= linear * (dtype_bytes - 0.5 - 0.127 / 8)  # NF4 + double-quantised block constants

@@ -4,16 +4,18 @@ task-specific features, so this adapts a model at a fraction of full fine-tuning
 
 from __future__ import annotations
 
-from tunery.methods.layers import always_trained, layer_prefixes, set_trainable
+from tunery.config.registry import method_spec
+from tunery.methods import Method
+from tunery.methods.layers import FreezeOptions, freeze_options, layer_prefixes, set_trainable
 
-SUMMARY = "Train only the top N layers and/or named modules; the rest stays frozen."
-MERGEABLE = True
 
-
-def apply(model, config):
+def apply(model, options: FreezeOptions, *, task_type: str, total_steps: int):
     prefixes = layer_prefixes(model)
-    top = config.freeze.top_layers or 0
-    set_trainable(model, prefixes[len(prefixes) - top :] if top else [], always_trained(config))
+    top = options.freeze.top_layers or 0
+    set_trainable(model, prefixes[len(prefixes) - top :] if top else [], options.always_trained)
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("method=freeze trains nothing: set freeze.top_layers above 0 or name freeze.modules")
     return model
+
+
+METHOD = Method(method_spec("freeze"), options=freeze_options, apply=apply)

@@ -3,11 +3,18 @@ gradients and two AdamW moments: about 16 bytes per parameter in fp32)."""
 
 from __future__ import annotations
 
-SUMMARY = "Every parameter trains: most capacity, most memory; saves a full set of weights."
-MERGEABLE = True  # the result is already a plain model
+from tunery.config.registry import method_spec
+from tunery.methods import Method
 
 
-def apply(model, config):
+def options(config) -> None:
+    """Full fine-tuning has no options of its own."""
+
+
+def apply(model, options: None, *, task_type: str, total_steps: int):
     for parameter in model.parameters():
         parameter.requires_grad = True
     return model
+
+
+METHOD = Method(method_spec("full"), options=options, apply=apply)  # the result is already a plain model

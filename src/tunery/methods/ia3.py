@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-from tunery.methods._peft import task_type, wrap
+from operator import attrgetter
+
+from tunery.config import LoraConfig
+from tunery.config.registry import method_spec
+from tunery.methods import Method
+from tunery.methods._peft import wrap
 from tunery.methods.targets import feedforward_targets, linear_targets
 
-SUMMARY = "Learned scaling vectors on activations; the fewest trainable parameters of any method."
-MERGEABLE = True
 
-
-def apply(model, config):
+def apply(model, lora: LoraConfig, *, task_type: str, total_steps: int):
     from peft import IA3Config
 
-    targets = linear_targets(model, config.lora.target_modules)
+    targets = linear_targets(model, lora.target_modules)
     peft_config = IA3Config(
         target_modules=targets,
         feedforward_modules=feedforward_targets(model, targets),
-        modules_to_save=config.lora.modules_to_save,
-        task_type=task_type(config),
+        modules_to_save=lora.modules_to_save,
+        task_type=task_type,
     )
     return wrap(model, peft_config)
+
+
+METHOD = Method(method_spec("ia3"), options=attrgetter("lora"), apply=apply)

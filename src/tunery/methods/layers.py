@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from tunery.config import FreezeConfig
+from tunery.config.registry import task_spec
+
 # Heads that a classification model adds on top; they always train.
 HEAD_NAMES = ("classifier", "score")
 
@@ -29,7 +34,7 @@ def layer_prefixes(model) -> list[str]:
     return [f"{name}.{index}." for name, module in stacks for index in range(len(module))]
 
 
-def set_trainable(model, prefixes: list[str], names: list[str]) -> None:
+def set_trainable(model, prefixes: list[str], names: tuple[str, ...]) -> None:
     """Train parameters under the given layer prefixes or whose name contains one of `names`; freeze the rest."""
     # By identity over every name: a tied head (lm_head = embed_tokens) is matched by either name.
     chosen = {
@@ -41,6 +46,15 @@ def set_trainable(model, prefixes: list[str], names: list[str]) -> None:
         parameter.requires_grad = id(parameter) in chosen
 
 
-def always_trained(config) -> list[str]:
-    extra = list(HEAD_NAMES) if config.task == "classification" else []
-    return [*config.freeze.modules, *extra]
+@dataclass(frozen=True)
+class FreezeOptions:
+    """What `freeze` and `progressive` read: their section, the names that always train, the peak LR."""
+
+    freeze: FreezeConfig
+    always_trained: tuple[str, ...]  # freeze.modules, and a classifier's head
+    lr: float  # progressive: the top group's learning rate
+
+
+def freeze_options(config) -> FreezeOptions:
+    heads = HEAD_NAMES if task_spec(config.task).labelled else ()
+    return FreezeOptions(config.freeze, (*config.freeze.modules, *heads), config.train.lr)

@@ -6,13 +6,14 @@ clear error before training starts.
 
 from __future__ import annotations
 
-from tunery.methods import MethodUnavailable
+from operator import attrgetter
 
-SUMMARY = "Gated adaption prompts in the top layers (llama/mistral/gpt2); cannot be merged."
-MERGEABLE = False
+from tunery.config import PromptConfig
+from tunery.config.registry import method_spec
+from tunery.methods import Method, MethodUnavailable
 
 
-def apply(model, config):
+def apply(model, prompt: PromptConfig, *, task_type: str, total_steps: int):
     from peft import AdaptionPromptConfig, get_peft_model
     from peft.tuners.adaption_prompt.config import TRANSFORMERS_MODEL_CONFIG
 
@@ -22,8 +23,11 @@ def apply(model, config):
             f"method=llama_adapter supports {', '.join(TRANSFORMERS_MODEL_CONFIG)} models, not {model_type}; "
             "use method=prefix or method=lora"
         )
-    layers = min(config.prompt.adapter_layers, model.config.num_hidden_layers)
+    layers = min(prompt.adapter_layers, model.config.num_hidden_layers)
     peft_config = AdaptionPromptConfig(
-        adapter_len=config.prompt.virtual_tokens, adapter_layers=layers, task_type="CAUSAL_LM"
+        adapter_len=prompt.virtual_tokens, adapter_layers=layers, task_type=task_type
     )
     return get_peft_model(model, peft_config)
+
+
+METHOD = Method(method_spec("llama_adapter"), options=attrgetter("prompt"), apply=apply)

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-from tunery.methods._peft import task_type, wrap
+from operator import attrgetter
+
+from tunery.config import LoraConfig
+from tunery.config.registry import method_spec
+from tunery.methods import Method
+from tunery.methods._peft import wrap
 from tunery.methods.targets import linear_targets
 
-SUMMARY = "Kronecker-product update: very small adapters, mergeable."
-MERGEABLE = True
 
-
-def apply(model, config):
+def apply(model, lora: LoraConfig, *, task_type: str, total_steps: int):
     from peft import LoKrConfig
 
-    lora = config.lora
     peft_config = LoKrConfig(
         r=lora.r,
-        alpha=lora.alpha,
+        alpha=lora.alpha,  # type: ignore[arg-type]  # PEFT annotates int; a float alpha works (it only scales)
         module_dropout=lora.dropout,
         target_modules=linear_targets(model, lora.target_modules),
         modules_to_save=lora.modules_to_save,
-        task_type=task_type(config),
+        task_type=task_type,
     )
     return wrap(model, peft_config)
+
+
+METHOD = Method(method_spec("lokr"), options=attrgetter("lora"), apply=apply)

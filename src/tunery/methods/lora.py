@@ -8,24 +8,25 @@ loading the adapter repeats that step on the same base, so saved runs reload exa
 
 from __future__ import annotations
 
-from tunery.methods._peft import task_type, wrap
+from operator import attrgetter
+
+from tunery.config import LoraConfig
+from tunery.config.registry import method_spec
+from tunery.methods import Method
+from tunery.methods._peft import wrap
 from tunery.methods.targets import linear_targets
 
-SUMMARY = "Low-rank adapters on linear layers; small, fast, mergeable. The default."
-MERGEABLE = True
+
+def apply(model, options: LoraConfig, *, task_type: str, total_steps: int):
+    return wrap(model, lora_config(model, options, task_type))
 
 
-def apply(model, config):
-    return wrap(model, lora_config(model, config))
+def lora_config(model, lora: LoraConfig, task_type: str):
+    from peft import LoraConfig as PeftLoraConfig
 
-
-def lora_config(model, config):
-    from peft import LoraConfig
-
-    lora = config.lora
-    return LoraConfig(
+    return PeftLoraConfig(
         r=lora.r,
-        lora_alpha=lora.alpha,
+        lora_alpha=lora.alpha,  # type: ignore[arg-type]  # PEFT annotates int; a float alpha works (it only scales)
         lora_dropout=lora.dropout,
         target_modules=linear_targets(model, lora.target_modules),
         use_rslora=lora.use_rslora,
@@ -34,5 +35,8 @@ def lora_config(model, config):
         rank_pattern=dict(lora.rank_pattern),
         alpha_pattern=dict(lora.alpha_pattern),
         modules_to_save=lora.modules_to_save,
-        task_type=task_type(config),
+        task_type=task_type,
     )
+
+
+METHOD = Method(method_spec("lora"), options=attrgetter("lora"), apply=apply)

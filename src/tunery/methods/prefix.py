@@ -5,16 +5,19 @@ Nothing in the weights changes, so there is nothing to merge: the prefix is appl
 
 from __future__ import annotations
 
-from tunery.methods._peft import task_type, wrap
+from operator import attrgetter
 
-SUMMARY = "Learned key/value prefixes in every layer; weights untouched, cannot be merged."
-MERGEABLE = False
+from tunery.config import PromptConfig
+from tunery.config.registry import method_spec
+from tunery.methods import Method
+from tunery.methods._peft import wrap
 
 
-def apply(model, config):
+def apply(model, prompt: PromptConfig, *, task_type: str, total_steps: int):
     from peft import PrefixTuningConfig
 
-    peft_config = PrefixTuningConfig(
-        num_virtual_tokens=config.prompt.virtual_tokens, task_type=task_type(config)
-    )
+    peft_config = PrefixTuningConfig(num_virtual_tokens=prompt.virtual_tokens, task_type=task_type)
     return wrap(model, peft_config)
+
+
+METHOD = Method(method_spec("prefix"), options=attrgetter("prompt"), apply=apply)

@@ -6,16 +6,17 @@ trains faster and steadier than a random start.
 
 from __future__ import annotations
 
-from tunery.methods._peft import task_type, wrap
+from operator import attrgetter
 
-SUMMARY = "A learned soft prompt (optionally initialised from text); tiny, cannot be merged."
-MERGEABLE = False
+from tunery.config import PromptConfig
+from tunery.config.registry import method_spec
+from tunery.methods import Method
+from tunery.methods._peft import wrap
 
 
-def apply(model, config):
+def apply(model, prompt: PromptConfig, *, task_type: str, total_steps: int):
     from peft import PromptTuningConfig
 
-    prompt = config.prompt
     text_init = {}
     if prompt.init_text:
         text_init = {
@@ -24,6 +25,9 @@ def apply(model, config):
             "tokenizer_name_or_path": model.name_or_path,
         }
     peft_config = PromptTuningConfig(
-        num_virtual_tokens=prompt.virtual_tokens, task_type=task_type(config), **text_init
+        num_virtual_tokens=prompt.virtual_tokens, task_type=task_type, **text_init
     )
     return wrap(model, peft_config)
+
+
+METHOD = Method(method_spec("prompt"), options=attrgetter("prompt"), apply=apply)

@@ -11,14 +11,26 @@ On CUDA:
 
 from __future__ import annotations
 
-from tunery.methods import MethodUnavailable
+from dataclasses import dataclass
+
+from tunery.config import LoraConfig, QloraConfig
+from tunery.config.registry import method_spec
+from tunery.methods import Method, MethodUnavailable
 from tunery.methods.lora import lora_config
 
-SUMMARY = "LoRA over 4-bit NF4 (or 8-bit) base weights: the least memory for a given model."
-MERGEABLE = True  # merged into the base model loaded in full precision
+
+@dataclass(frozen=True)
+class QloraOptions:
+    lora: LoraConfig  # the adapter trained on top
+    qlora: QloraConfig  # how the base weights are quantised
+    gradient_checkpointing: bool  # prepared for by prepare_model_for_kbit_training
 
 
-def check(config, device) -> None:
+def options(config) -> QloraOptions:
+    return QloraOptions(config.lora, config.qlora, config.train.gradient_checkpointing)
+
+
+def check(options: QloraOptions, device) -> None:
     try:
         import bitsandbytes  # noqa: F401
     except ImportError as err:
@@ -30,18 +42,18 @@ def check(config, device) -> None:
             f"method=qlora: bitsandbytes has no {device.type} backend; use method=lora on {device.type}, "
             "or qlora on a CUDA GPU or the CPU"
         )
-    if config.qlora.paged_optimizer and device.type != "cuda":
+    if options.qlora.paged_optimizer and device.type != "cuda":
         raise MethodUnavailable(
             "qlora.paged_optimizer=true pages optimiser state through CUDA unified memory and needs a CUDA "
             "device; set qlora.paged_optimizer=false"
         )
 
 
-def load_kwargs(config, device) -> dict:
+def load_kwargs(options: QloraOptions, device) -> dict:
     import torch
     from transformers import BitsAndBytesConfig
 
-    q = config.qlora
+    q = options.qlora
     compute = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
     quantization = BitsAndBytesConfig(
         load_in_4bit=q.bits == 4,
@@ -54,8 +66,8 @@ def load_kwargs(config, device) -> dict:
     return {"quantization_config": quantization, "device_map": {"": str(device)}}
 
 
-def optimizer_class(config):
-    if config.qlora.paged_optimizer:
+def optimizer_class(options: QloraOptions) -> type:
+    if options.qlora.paged_optimizer:
         from bitsandbytes.optim import PagedAdamW8bit
 
         return PagedAdamW8bit
@@ -64,11 +76,19 @@ def optimizer_class(config):
     return torch.optim.AdamW
 
 
-def apply(model, config):
+def apply(model, options: QloraOptions, *, task_type: str, total_steps: int):
     from peft import get_peft_model, prepare_model_for_kbit_training
 
     # Casts norms and the head to fp32 and lets gradients reach the adapters through frozen inputs.
-    model = prepare_model_for_kbit_training(
-        model, use_gradient_checkpointing=config.train.gradient_checkpointing
-    )
-    return get_peft_model(model, lora_config(model, config))
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=options.gradient_checkpointing)
+    return get_peft_model(model, lora_config(model, options.lora, task_type))
+
+
+METHOD = Method(  # merged into the base model loaded in full precision
+    method_spec("qlora"),
+    options=options,
+    apply=apply,
+    check=check,
+    load_kwargs=load_kwargs,
+    optimizer_class=optimizer_class,
+)

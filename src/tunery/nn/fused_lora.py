@@ -23,6 +23,8 @@ change what a configuration means.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -64,7 +66,8 @@ class FusedLoraLinear(torch.autograd.Function):
 def fused_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
     """PEFT lora.Linear.forward, fused where the layer is plain LoRA; PEFT's own path otherwise."""
     if args or kwargs or not _plain(self) or not _same_precision(self, x):
-        return type(self).__mro__[1].forward(self, x, *args, **kwargs)
+        peft_linear: Any = type(self).__mro__[1]  # the PEFT class this fused subclass extends
+        return peft_linear.forward(self, x, *args, **kwargs)
     name = self.active_adapters[0]
     # fp32 adapters over a bf16 base: products in bf16, gradients cast back to the fp32 weights.
     lora_a, lora_b = self.lora_A[name].weight.to(x.dtype), self.lora_B[name].weight.to(x.dtype)

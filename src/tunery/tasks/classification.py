@@ -13,9 +13,16 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from tunery.config.registry import task_spec
 from tunery.data.prepare import DataError, PreparedData, load_split
 from tunery.data.tokenize import Encoded, EncodedData
+
+if TYPE_CHECKING:
+    import torch
+
+SPEC = task_spec("classification")
 
 LABELS_FILE = "labels.json"
 
@@ -94,7 +101,7 @@ def loss_for(model, data: LabelledData, config):
 class ClassificationLoss:
     """One loss term per example (the `labels` of an `Encoded` here hold the class index)."""
 
-    weights: object = None  # a tensor of per-class weights, or None
+    weights: torch.Tensor | None = None  # per-class weights
 
     def collate(self, examples, pad_id: int) -> dict:
         import torch

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tunery.config.registry import task_spec
 from tunery.data.prepare import DataError, PreparedData, load_split
 from tunery.data.tokenize import IGNORE, Encoded, EncodedData
 from tunery.data.types import Example
+
+SPEC = task_spec("seq2seq")
 
 
 def load_model(path: str, device, dtype, config, labels=None, **load_kwargs):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from tunery.config.registry import task_spec
 from tunery.data.prepare import PreparedData, prepare_data
+
+SPEC = task_spec("sft")
 
 
 def load_model(path: str, device, dtype, config, labels=None, **load_kwargs):

@@ -1,12 +1,18 @@
 """Checkpoints you can trust: written aside, verified, then renamed into place.
 
-A checkpoint is a folder `checkpoints/step-NNNNNN/` holding the trainable
-weights (a PEFT adapter, or `trainable.safetensors` for full/freeze/progressive), optimizer and scheduler state, the loop position (`state.json`) and the
-random-number state (`rng.pt`). Everything loads with `torch.load(weights_only=True)`
-or as JSON. The folder is first written as `.tmp-step-NNNNNN`, closed with a
-`COMPLETE` manifest of file sizes and sha256 digests, then renamed: a process
-killed mid-save leaves a temporary folder that resume ignores, and a file
-damaged later fails verification, so resume falls back to the previous one.
+A checkpoint is a folder `checkpoints/step-NNNNNN/` holding the trainable weights (a PEFT
+adapter, or `trainable.safetensors` for full/freeze/progressive), optimizer and scheduler
+state, the loop position (`state.json`) and the random-number state (`rng.pt`); under
+DeepSpeed its own sharded state in `deepspeed/` (and the `zero_to_*.py` scripts it copies
+beside it) stands for the optimizer and scheduler files. Everything loads with
+`torch.load(weights_only=True)` or as JSON. The folder is first written as
+`.tmp-step-NNNNNN`, closed with a `COMPLETE` manifest of the sizes and sha256 digests of
+every file in it (sub-folders too), then renamed: a process killed mid-save leaves a
+temporary folder that resume ignores, and a file damaged later fails verification, so
+resume falls back to the previous one.
+
+Listing and verification need no torch (the job runner lists checkpoints in the service
+process); torch is imported where tensors are saved or loaded.
 """
 
 from __future__ import annotations
@@ -16,9 +22,9 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable, Collection
 from pathlib import Path
-
-import torch
+from typing import Any
 
 from tunery.errors import TuneryError
 
@@ -33,14 +39,31 @@ def checkpoint_name(step: int) -> str:
     return f"step-{step:06d}"
 
 
-def save_checkpoint(folder: Path, step: int, model, optimizer, scheduler, state: dict, keep: int) -> Path:
-    """Write checkpoint `step` atomically and prune all but the newest `keep` complete ones."""
+def checkpoint_step(path: Path) -> int:
+    """The step a checkpoint folder holds: `step-000042` -> 42."""
+    return int(path.name.removeprefix("step-"))
+
+
+def staging_folder(folder: Path, step: int) -> Path:
+    """Where checkpoint `step` is written before it is renamed into place (resume ignores it)."""
+    return folder / f".tmp-{checkpoint_name(step)}"
+
+
+def save_checkpoint(
+    folder: Path, step: int, model, optimizer, scheduler, state: dict, keep: int, staged: bool = False
+) -> Path:
+    """Write checkpoint `step` atomically and prune all but the newest `keep` complete ones.
+
+    `staged`: the staging folder already holds an engine's own state (DeepSpeed's shards, written by
+    every rank; training/zero.py), which then stands for the optimizer and scheduler files.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / checkpoint_name(step)
-    staging = folder / f".tmp-{checkpoint_name(step)}"
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = staging_folder(folder, step)
+    if not staged:
+        shutil.rmtree(staging, ignore_errors=True)
     try:
-        staging.mkdir()
+        staging.mkdir(exist_ok=staged)
         write_checkpoint_files(staging, model, optimizer, scheduler, state)
         _write_manifest(staging)
     except Exception as err:
@@ -76,52 +99,53 @@ def _save_failed(folder: Path, step: int, err: Exception, full: bool) -> str:
 
 
 def write_checkpoint_files(target: Path, model, optimizer, scheduler, state: dict) -> None:
+    import torch
+
     from tunery.methods.weights import save_weights
 
     save_weights(model, target)
-    torch.save(optimizer.state_dict(), target / "optimizer.pt")
-    torch.save(scheduler.state_dict(), target / "scheduler.pt")
+    if optimizer is not None:  # None: an engine's own state holds them (see save_checkpoint)
+        torch.save(optimizer.state_dict(), target / "optimizer.pt")
+        torch.save(scheduler.state_dict(), target / "scheduler.pt")
     torch.save(_rng_state(), target / "rng.pt")
     (target / "state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
 
 
 def _write_manifest(target: Path) -> None:
+    """Every file of the folder, sub-folders' too (an engine's state), by its path inside it."""
+    paths = sorted(path for path in target.rglob("*") if path.is_file())
     files = {
-        path.name: {"bytes": path.stat().st_size, "sha256": _sha256(path)}
-        for path in sorted(target.iterdir())
-        if path.is_file()
+        path.relative_to(target).as_posix(): {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+        for path in paths
     }
-    for path in target.iterdir():
-        if path.is_file():
-            with path.open("rb") as handle:
-                os.fsync(handle.fileno())
+    for path in paths:
+        with path.open("rb") as handle:
+            os.fsync(handle.fileno())
     (target / MANIFEST).write_text(json.dumps(files, indent=2), encoding="utf-8")
 
 
 def verify_checkpoint(path: Path) -> bool:
-    manifest = path / MANIFEST
-    if not manifest.exists():
-        return False
+    """Whether every file the manifest names is there with its size and sha256 (a pruned folder: no)."""
     try:
-        files = json.loads(manifest.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
+        files = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        return all(
+            (path / name).stat().st_size == expected["bytes"] and _sha256(path / name) == expected["sha256"]
+            for name, expected in files.items()
+        )
+    except (OSError, ValueError, TypeError, KeyError):  # missing, pruned meanwhile, or not a manifest
         return False
-    for name, expected in files.items():
-        file = path / name
-        if (
-            not file.exists()
-            or file.stat().st_size != expected["bytes"]
-            or _sha256(file) != expected["sha256"]
-        ):
-            return False
-    return True
 
 
-def complete_checkpoints(folder: Path) -> list[Path]:
-    """Complete, verified checkpoints, newest first."""
+def checkpoint_folders(folder: Path) -> list[Path]:
+    """Every renamed-into-place checkpoint folder, newest first, verified or not."""
     if not folder.exists():
         return []
-    candidates = sorted(folder.glob("step-*"), key=lambda p: p.name, reverse=True)
+    return sorted(folder.glob("step-*"), key=lambda p: p.name, reverse=True)
+
+
+def complete_checkpoints(folder: Path, skip_steps: Collection[int] = ()) -> list[Path]:
+    """Complete, verified checkpoints, newest first; those of `skip_steps` are neither read nor listed."""
+    candidates = [path for path in checkpoint_folders(folder) if checkpoint_step(path) not in skip_steps]
     return [path for path in candidates if verify_checkpoint(path)]
 
 
@@ -139,32 +163,45 @@ def prune_checkpoints(folder: Path, keep: int, protect: set | None = None) -> No
             shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
-    """Restore weights, optimizer, scheduler and RNG in place; return the loop state."""
+def load_checkpoint(path: Path, model, optimizer, scheduler, engine_state: Callable | None = None) -> dict:
+    """Restore weights, optimizer, scheduler and RNG in place; return the loop state.
+
+    `engine_state(path)`, when given, restores weights, optimizer and scheduler from an engine's own
+    state in the checkpoint instead (DeepSpeed: training/zero.py).
+    """
+    import torch
+
     from tunery.methods.weights import load_weights
 
     if not verify_checkpoint(path):
         raise CheckpointError(
             f"checkpoint {path} is incomplete or damaged (its {MANIFEST} manifest does not match)"
         )
-    try:
-        load_weights(model, path)
-    except FileNotFoundError as err:
-        raise CheckpointError(str(err)) from None
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
-    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+    if engine_state is not None:
+        engine_state(path)
+    else:
+        try:
+            load_weights(model, path)
+        except FileNotFoundError as err:
+            raise CheckpointError(str(err)) from None
+        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+        scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
     _set_rng_state(torch.load(path / "rng.pt", weights_only=True))
     return json.loads((path / "state.json").read_text(encoding="utf-8"))
 
 
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state()}
+def _rng_state() -> dict[str, Any]:
+    import torch
+
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def _set_rng_state(state: dict) -> None:
+    import torch
+
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

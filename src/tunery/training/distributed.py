@@ -21,6 +21,9 @@ names in `_no_split_modules`, or `distributed.wrap`) and the root, gradients sum
 rather than averaged. The loss then runs the whole forward (the head is sharded with
 the embeddings it is tied to).
 
+deepspeed: DeepSpeed ZeRO stage 1, 2 or 3 under this same loop (training/zero.py): the
+engine partitions, reduces, clips and steps; it runs even on one process when asked for.
+
 Only rank 0 writes metrics, the run record, checkpoints and the adapter (`for_this_rank`,
 `Ranks.on_main`); the others wait at a barrier so none reads a half-written checkpoint.
 """
@@ -58,7 +61,8 @@ class Ranks:
 
     rank: int = 0
     world: int = 1
-    strategy: str = "single"  # single | ddp | fsdp
+    strategy: str = "single"  # single | ddp | fsdp | deepspeed
+    engine: Any = None  # deepspeed: the DeepSpeed engine around the model (`start_engine`)
 
     @property
     def main(self) -> bool:
@@ -72,10 +76,39 @@ class Ranks:
         return [share for share in shares if share]
 
     def loss_parts(self, parts):
-        """FSDP shards the head with the tied embeddings: the loss must run the whole forward."""
-        if self.strategy == "fsdp" and not hasattr(parts, "summed_loss"):
+        """FSDP and ZeRO-3 shard the head with the tied embeddings, and DeepSpeed's forward must go
+        through its engine: the loss runs the whole forward."""
+        if self.strategy in ("fsdp", "deepspeed") and not hasattr(parts, "summed_loss"):
             return None
         return parts
+
+    def start_engine(self, model, optimizer, scheduler, distributed, max_grad_norm: float | None) -> None:
+        """deepspeed: wrap the model, optimizer and schedule in DeepSpeed's engine (else nothing)."""
+        if self.strategy == "deepspeed":
+            from tunery.training import zero
+
+            self.engine = zero.start_engine(
+                model, optimizer, scheduler, distributed, max_grad_norm, self.world
+            )
+
+    def forward_model(self, model):
+        """What the training forward runs through: the DeepSpeed engine, else the model itself."""
+        return model if self.engine is None else self.engine
+
+    def backward(self, loss) -> None:
+        if self.engine is None:
+            loss.backward()
+        else:
+            from tunery.training import zero
+
+            zero.backward(self.engine, loss)
+
+    def padding_passes(self, passes: int) -> int:
+        """How many zero-weighted passes this rank adds so that every rank runs as many backward
+        passes as the busiest (ZeRO-2/3 reduce gradients in each); agreed before the first backward."""
+        if self.engine is None or self.world == 1:
+            return 0
+        return int(all_max(passes)) - passes
 
     def sync(self, model, loss: float) -> float:
         """After a step's backward passes: sum gradients (ddp; FSDP does it itself) and the loss."""
@@ -91,6 +124,37 @@ class Ranks:
             if self.main:
                 write(*args, **kwargs)
         self.barrier()
+
+    def save_checkpoint(self, folder, step: int, model, optimizer, scheduler, state: dict, keep: int) -> None:
+        """Rank 0 writes the checkpoint (with DeepSpeed, every rank writes its shard of the state first)."""
+        from tunery.training import checkpoint
+
+        if self.engine is not None:
+            from tunery.training import zero
+
+            zero.save_checkpoint(self.engine, self, folder, step, state, keep)
+            return
+        self.on_main(checkpoint.save_checkpoint, folder, step, model, optimizer, scheduler, state, keep=keep)
+
+    def load_checkpoint(self, path, model, optimizer, scheduler) -> dict:
+        """Every rank restores the checkpoint into its model, optimizer and schedule; returns the loop state."""
+        from tunery.training import checkpoint
+
+        if self.engine is not None:
+            from tunery.training import zero
+
+            restore = lambda folder: zero.load_engine_state(self.engine, folder)  # noqa: E731
+            return checkpoint.load_checkpoint(path, model, None, None, engine_state=restore)
+        with self.loading(model, optimizer):
+            return checkpoint.load_checkpoint(path, model, optimizer, scheduler)
+
+    def close(self) -> None:
+        """Free DeepSpeed's engine (its buffers and threads) before the process group goes."""
+        if self.engine is not None:
+            from tunery.training import zero
+
+            zero.close(self.engine)
+            self.engine = None
 
     @contextlib.contextmanager
     def loading(self, model, optimizer):
@@ -136,10 +200,14 @@ class Ranks:
         """Under FSDP, the model's and optimizer's `state_dict()` give rank 0 whole tensors for a while.
 
         Gathering is collective, so every rank comes here; the writers (PEFT's save_pretrained,
-        training/checkpoint.py) read `state_dict()` and need no FSDP code of their own.
+        training/checkpoint.py) read `state_dict()` and need no FSDP code of their own. ZeRO-3 gathers
+        the trained weights into the parameters themselves for a while.
         """
         if self.strategy != "fsdp":
-            yield
+            from tunery.training import zero
+
+            with zero.gathered(self.engine):
+                yield
             return
         from torch.distributed.checkpoint.state_dict import (
             StateDictOptions,
@@ -149,7 +217,7 @@ class Ranks:
 
         whole = StateDictOptions(full_state_dict=True, cpu_offload=True)  # on rank 0's CPU only
         model = next(o for o in objects if isinstance(o, torch.nn.Module))
-        patched = [(model, get_model_state_dict(model, options=whole))]
+        patched: list[tuple[Any, dict[str, Any]]] = [(model, get_model_state_dict(model, options=whole))]
         for optimizer in (o for o in objects if isinstance(o, torch.optim.Optimizer)):
             patched.append((optimizer, get_optimizer_state_dict(model, optimizer, options=whole)))
         for owner, state in patched:
@@ -164,29 +232,42 @@ class Ranks:
 def setup(distributed, threads: int | None, device: torch.device) -> tuple[Ranks, torch.device]:
     """Join the process group torchrun started (a no-op on one process); returns (ranks, device)."""
     world = launched_world()
-    if world == 1:
+    if world == 1 and distributed.strategy != "deepspeed":
         return Ranks(), device
     strategy = "ddp" if distributed.strategy == "auto" else distributed.strategy
     if strategy == "deepspeed":
-        from tunery.launch import deepspeed_unsupported
+        from tunery.training import zero
 
-        raise deepspeed_unsupported()
+        zero.prepare(device)  # before deepspeed is imported
     from tunery.launch import die_with_parent
 
-    die_with_parent()  # a rank outlives neither torchrun nor the job worker above it
+    if "MASTER_ADDR" in os.environ:  # launched by torchrun
+        die_with_parent()  # a rank outlives neither torchrun nor the job worker above it
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     backend = distributed.backend if distributed.backend != "auto" else _default_backend(device)
     if not dist.is_initialized():
-        dist.init_process_group(backend)
+        dist.init_process_group(backend, **_rendezvous(world))
     if threads is None and device.type == "cpu":
         # Processes on one machine share its cores; torchrun's default of 1 thread each wastes them.
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
         torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // local_world))
     log.info("rank %d of %d (%s, %s on %s)", launched_rank(), world, strategy, backend, device)
     return Ranks(rank=launched_rank(), world=world, strategy=strategy), device
+
+
+def _rendezvous(world: int) -> dict:
+    """torchrun's environment; a process not launched by it (deepspeed on one process) meets itself."""
+    if "MASTER_ADDR" in os.environ or world > 1:
+        return {}
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    return {"init_method": f"tcp://127.0.0.1:{port}", "rank": 0, "world_size": 1}
 
 
 def _default_backend(device: torch.device) -> str:
@@ -247,24 +328,41 @@ def sum_gradients(model) -> None:
         if parameter.grad is None:  # a rank whose share touched no such weight still takes part
             parameter.grad = torch.zeros_like(parameter)
     for bucket in _buckets(parameters):
-        grads = [parameter.grad for parameter in bucket]
+        grads = [_grad(parameter) for parameter in bucket]
         flat = _flatten_dense_tensors(grads)
         dist.all_reduce(flat)
         for grad, summed in zip(grads, _unflatten_dense_tensors(flat, grads), strict=True):
             grad.copy_(summed)
 
 
+def _grad(parameter: torch.nn.Parameter) -> torch.Tensor:
+    """The gradient that sum_gradients has made sure every trainable parameter has."""
+    assert parameter.grad is not None, "sum_gradients gives every trainable parameter a gradient first"
+    return parameter.grad
+
+
 def _buckets(parameters: list[torch.nn.Parameter]) -> list[list[torch.nn.Parameter]]:
     buckets: list[list[torch.nn.Parameter]] = [[]]
     size = 0
     for parameter in parameters:
-        same_kind = not buckets[-1] or buckets[-1][0].grad.dtype == parameter.grad.dtype
+        same_kind = not buckets[-1] or _grad(buckets[-1][0]).dtype == _grad(parameter).dtype
         if buckets[-1] and (size + parameter.numel() > BUCKET_ELEMENTS or not same_kind):
             buckets.append([])
             size = 0
         buckets[-1].append(parameter)
         size += parameter.numel()
     return [bucket for bucket in buckets if bucket]
+
+
+def all_max(value: float | int) -> float:
+    """The largest value of a number over all ranks (itself on one process)."""
+    if not dist.is_initialized():
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        tensor = tensor.cuda()
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor.item()
 
 
 def all_sum(value: float | int):
@@ -279,7 +377,9 @@ def all_sum(value: float | int):
     return int(total) if isinstance(value, int) else total
 
 
-def teardown() -> None:
+def teardown(ranks: Ranks | None = None) -> None:
+    if ranks is not None:
+        ranks.close()
     if dist.is_initialized():
         dist.destroy_process_group()
 

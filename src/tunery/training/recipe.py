@@ -4,8 +4,8 @@
     tunery train --resume runs/<run>
 
 The loop is written out rather than handed to a trainer class: the batch plan
-(data/batching.py), the loss on supervised tokens only (train/loss.py) and the
-checkpoint format (train/checkpoint.py) are where speed and trust come from, and
+(data/batching.py), the loss on supervised tokens only (nn/loss.py) and the
+checkpoint format (training/checkpoint.py) are where speed and trust come from, and
 here they are in plain sight.
 """
 
@@ -15,8 +15,9 @@ import logging
 import math
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 
@@ -25,20 +26,18 @@ from tunery.data.batching import collate, plan_batches, split_by_tokens, supervi
 from tunery.data.prepare import PreparedData
 from tunery.data.tokenize import EncodedData, ensure_chat_template
 from tunery.errors import TuneryError
-from tunery.methods import apply_method, count_parameters, get_method
+from tunery.methods import Method, apply_method, count_parameters, get_method
 from tunery.methods.weights import save_weights
 from tunery.models import load_tokenizer, pick_device, pick_dtype, resolve_model, set_threads
 from tunery.nn.fused_lora import use_fused_lora
 from tunery.nn.loss import mean_loss, summed_loss
 from tunery.run import Run
-from tunery.tasks import get_task
+from tunery.tasks import LabelledTask, Task, get_task
 from tunery.tasks.classification import save_labels
 from tunery.training import distributed
 from tunery.training.checkpoint import (
     checkpoint_name,
     latest_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
     verify_checkpoint,
 )
 from tunery.training.memory import explains_out_of_memory
@@ -80,8 +79,11 @@ def train(
         run = Run.create(cfg)
     run = distributed.for_this_rank(run)
     handler = _log_to(run)
+    t = None
     try:
-        return _train(run, cfg, resume is not None, quiet)
+        t = set_up(run, cfg, resuming=resume is not None)
+        run_loop(t, quiet)
+        return finish(t)
     except BaseException as err:
         run.update_record(status="failed", error=f"{type(err).__name__}: {err}")
         log.error("run failed: %s", err)
@@ -89,50 +91,81 @@ def train(
     finally:
         logging.getLogger("tunery").removeHandler(handler)
         handler.close()
-        distributed.teardown()
+        distributed.teardown(t.ranks if t is not None else None)
 
 
-def _train(run: Run, cfg: TuneryConfig, resuming: bool, quiet: bool) -> Run:
-    # --- set-up -------------------------------------------------------------------------
-    setup_started = time.perf_counter()
+@dataclass
+class Clock:
+    """When set-up and the loop began, for the speed figures of the final metrics."""
+
+    setup_started: float
+    loop_started: float = 0.0
+    first_step_seconds: float | None = None  # set-up plus the first optimiser step: the wait before progress
+    tokens_at_start: int = 0  # supervised tokens already seen by a resumed run
+
+    def tokens_per_s(self, tokens_seen: int) -> float:
+        return (tokens_seen - self.tokens_at_start) / max(time.perf_counter() - self.loop_started, 1e-9)
+
+
+@dataclass
+class Training:
+    """What set-up builds for the loop and the finish: one run's model, data, optimiser and position."""
+
+    run: Run
+    cfg: TuneryConfig
+    method: Method
+    options: Any  # the method's own section(s), from `method.options(cfg)`
+    task: Task
+    ranks: distributed.Ranks
+    device: torch.device
+    tokenizer: Any
+    data: PreparedData
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    total_steps: int
+    clock: Clock
+    state: LoopState = field(default_factory=LoopState)
+    parts: Any = None  # the task's loss parts, set when the loop starts
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id
+
+
+# --- set-up ---------------------------------------------------------------------------------
+
+
+def set_up(run: Run, cfg: TuneryConfig, resuming: bool) -> Training:
+    """Seed, devices, tokenizer, data, model with the method applied, optimiser; resume if asked."""
+    clock = Clock(setup_started=time.perf_counter())
     torch.manual_seed(cfg.train.seed)
     threads = set_threads(cfg.train.threads)
-    device = pick_device(cfg.model.device)
-    ranks, device = distributed.setup(cfg.distributed, cfg.train.threads, device)
+    ranks, device = distributed.setup(cfg.distributed, cfg.train.threads, pick_device(cfg.model.device))
     dtype = pick_dtype(cfg.model.dtype, device)
     model_path = resolve_model(cfg.model.name)
     method, task = get_method(cfg.method), get_task(cfg.task)
-    if hasattr(method, "check"):
-        method.check(cfg, device)  # before any weight loads: a refusal costs nothing
+    options = method.options(cfg)
+    method.check(options, device)  # before any weight loads: a refusal costs nothing
     tokenizer = load_tokenizer(model_path, cfg.model.trust_remote_code)
-    if cfg.task != "classification" and ensure_chat_template(tokenizer):
+    if task.SPEC.chat_template and ensure_chat_template(tokenizer):
         log.info("the model has no chat template; using ChatML")
     data = task.prepare(cfg, tokenizer)
     run.pin_datasets(data.sources)
-    load_kwargs = method.load_kwargs(cfg, device) if hasattr(method, "load_kwargs") else {}
-    model = task.load_model(model_path, device, dtype, cfg, getattr(data, "labels", None), **load_kwargs)
-
-    steps_per_epoch = math.ceil(
-        math.ceil(len(data.train.examples) / cfg.train.batch_size) / cfg.train.grad_accum
-    )
-    total_steps = cfg.train.max_steps or math.ceil(cfg.train.epochs * steps_per_epoch)
-    model = apply_method(cfg.method, model, cfg, total_steps)
-    if cfg.train.fused_lora and (fused := use_fused_lora(model)):
-        log.info("fused LoRA forward/backward on %d layers", fused)
-    if cfg.train.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    labels = getattr(data, "labels", None)
+    model = task.load_model(model_path, device, dtype, cfg, labels, **method.load_kwargs(options, device))
+    total_steps = count_steps(cfg, len(data.train.examples))
+    model = prepare_model(model, cfg, total_steps)
     trainable, total = count_parameters(model)
     model = distributed.wrap(model, ranks, cfg.distributed)
-    optimizer, scheduler = build_optimizer(model, cfg, total_steps)
-
-    state = LoopState()
-    if resuming and (checkpoint := latest_checkpoint(run.checkpoints_dir)) is not None:
-        with ranks.loading(model, optimizer):
-            state = LoopState(**load_checkpoint(checkpoint, model, optimizer, scheduler))
-        log.info("resumed from %s at step %d", checkpoint.name, state.global_step)
-        if hasattr(method, "at_position"):
-            method.at_position(model, cfg, state.global_step, state.epoch)
-
+    optimizer, scheduler = build_optimizer(model, method, options, cfg, total_steps)
+    ranks.start_engine(model, optimizer, scheduler, cfg.distributed, cfg.train.max_grad_norm)  # deepspeed
+    t = Training(
+        run, cfg, method, options, task, ranks, device, tokenizer, data, model, optimizer, scheduler,
+        total_steps, clock,
+    )  # fmt: skip
+    if resuming:
+        resume_from_checkpoint(t)
     run.update_record(
         status="running",
         config=cfg.model_dump(),
@@ -149,75 +182,142 @@ def _train(run: Run, cfg: TuneryConfig, resuming: bool, quiet: bool) -> Run:
         "training %s with %s: %d of %d parameters trainable (%.2f%%), %d steps, %s %s, %d threads",
         cfg.model.name, cfg.method, trainable, total, 100 * trainable / total, total_steps, device, dtype, threads,
     )  # fmt: skip
+    return t
 
-    # --- loop ---------------------------------------------------------------------------
-    started = time.perf_counter()
-    first_step_seconds = None  # set-up plus the first optimiser step: what a user waits before progress
-    tokens_at_start = state.tokens_seen
-    parts = ranks.loss_parts(task.loss_for(model, data, cfg))
-    pad_id = tokenizer.pad_token_id
-    progress = Progress(total_steps, start=state.global_step, enabled=not quiet and ranks.main)
-    with progress:
-        while state.global_step < total_steps and not state.stopped_early:
-            steps = optimizer_steps(data.train, cfg, state.epoch)
+
+def count_steps(cfg: TuneryConfig, n_examples: int) -> int:
+    """Optimiser steps of the whole run: train.max_steps, else the epochs' worth of batches."""
+    steps_per_epoch = math.ceil(math.ceil(n_examples / cfg.train.batch_size) / cfg.train.grad_accum)
+    return cfg.train.max_steps or math.ceil(cfg.train.epochs * steps_per_epoch)
+
+
+def prepare_model(model, cfg: TuneryConfig, total_steps: int):
+    """The loaded model with the method applied, fused LoRA and gradient checkpointing as configured."""
+    model = apply_method(cfg.method, model, cfg, total_steps)
+    if cfg.train.fused_lora and (fused := use_fused_lora(model)):
+        log.info("fused LoRA forward/backward on %d layers", fused)
+    if cfg.train.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
+
+
+def resume_from_checkpoint(t: Training) -> None:
+    """Continue from the newest checkpoint that verifies; none: start at step 0."""
+    checkpoint = latest_checkpoint(t.run.checkpoints_dir)
+    if checkpoint is None:
+        return
+    t.state = LoopState(**t.ranks.load_checkpoint(checkpoint, t.model, t.optimizer, t.scheduler))
+    log.info("resumed from %s at step %d", checkpoint.name, t.state.global_step)
+    t.method.at_position(t.model, t.options, t.state.global_step, t.state.epoch)
+
+
+# --- loop -----------------------------------------------------------------------------------
+
+
+def run_loop(t: Training, quiet: bool) -> None:
+    """Epochs of optimiser steps until total_steps or an early stop; each step: step, log, evaluate, save."""
+    t.clock.loop_started = time.perf_counter()
+    t.clock.tokens_at_start = t.state.tokens_seen
+    t.parts = t.ranks.loss_parts(t.task.loss_for(t.model, t.data, t.cfg))
+    state = t.state
+    with Progress(t.total_steps, start=state.global_step, enabled=not quiet and t.ranks.main) as progress:
+        while state.global_step < t.total_steps and not state.stopped_early:
+            steps = optimizer_steps(t.data.train, t.cfg, state.epoch)
             for micro_batches in steps[state.step_in_epoch :]:
-                model.train()
-                groups = ranks.shard([[data.train.examples[i] for i in batch] for batch in micro_batches])
-                loss, n_tokens = train_step(model, parts, groups, cfg, device, pad_id, state.global_step)
-                loss = ranks.sync(model, loss)
-                if cfg.train.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                if hasattr(method, "on_step"):  # before zero_grad: AdaLoRA reads this step's gradients
-                    next_epoch = state.epoch + (state.step_in_epoch + 1 == len(steps))
-                    method.on_step(model, cfg, state.global_step + 1, next_epoch)
-                optimizer.zero_grad(set_to_none=True)
-                state.global_step += 1
-                state.step_in_epoch += 1
-                state.tokens_seen += n_tokens
-                if first_step_seconds is None:
-                    first_step_seconds = round(time.perf_counter() - setup_started, 3)
-                elapsed = time.perf_counter() - started
-                tokens_per_s = (state.tokens_seen - tokens_at_start) / max(elapsed, 1e-9)
-                progress.update(state.global_step, loss=loss, tokens_per_s=tokens_per_s)
-                if state.global_step % cfg.train.log_every == 0:
-                    run.log_metrics(
-                        step=state.global_step, epoch=state.epoch, loss=round(loss, 6), lr=scheduler.get_last_lr()[0],
-                        tokens_per_s=round(tokens_per_s, 2), supervised_tokens=state.tokens_seen,
-                    )  # fmt: skip
+                loss = optimizer_step(t, micro_batches, len(steps))
+                log_step(t, progress, loss)
                 epoch_ends = state.step_in_epoch == len(steps)
-                last = state.global_step >= total_steps
-                if _due(cfg.train.eval_every, state.global_step, epoch_ends or last):
-                    evaluate_during_training(run, model, parts, data, cfg, device, pad_id, state)
-                new_best = cfg.train.load_best and state.best_step == state.global_step
-                if (
-                    _due(cfg.train.save_every, state.global_step, epoch_ends or last)
-                    or state.stopped_early
-                    or new_best
-                ):
-                    ranks.on_main(
-                        save_checkpoint, run.checkpoints_dir, state.global_step, model, optimizer, scheduler,
-                        asdict(state) | _next_position(state, epoch_ends), keep=cfg.train.keep_checkpoints,
-                    )  # fmt: skip
+                last = state.global_step >= t.total_steps
+                if _due(t.cfg.train.eval_every, state.global_step, epoch_ends or last):
+                    evaluate_during_training(t)
+                checkpoint_if_due(t, epoch_ends, last)
                 if last or state.stopped_early:
                     break
             else:
                 state.epoch += 1
                 state.step_in_epoch = 0
 
-    # --- save ---------------------------------------------------------------------------
-    elapsed = time.perf_counter() - started
-    with ranks.loading(model, optimizer):
-        adapter_step = (
-            restore_best(run, state, model, optimizer, scheduler)
-            if cfg.train.load_best
-            else state.global_step
-        )
-    ranks.on_main(save_outputs, run, model, tokenizer, cfg.method, getattr(data, "labels", None))
-    history = run.history()
+
+def optimizer_step(t: Training, micro_batches: list[list[int]], steps_in_epoch: int) -> float:
+    """Forward, backward and one optimiser step over `micro_batches`; returns the mean token loss."""
+    state = t.state
+    t.model.train()
+    groups = t.ranks.shard([[t.data.train.examples[i] for i in batch] for batch in micro_batches])
+    model = t.ranks.forward_model(t.model)
+    loss, n_tokens = train_step(
+        model, t.parts, groups, t.cfg, t.device, t.pad_id, state.global_step, t.ranks,
+        spare=[t.data.train.examples[micro_batches[0][0]]],
+    )  # fmt: skip
+    loss = t.ranks.sync(t.model, loss)
+    if t.ranks.engine is not None:
+        t.ranks.engine.step()  # DeepSpeed clips, steps the optimiser and the schedule, zeroes gradients
+    else:
+        if t.cfg.train.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(t.model.parameters(), t.cfg.train.max_grad_norm)
+        t.optimizer.step()
+        t.scheduler.step()
+    next_epoch = state.epoch + (state.step_in_epoch + 1 == steps_in_epoch)
+    # Before zero_grad: AdaLoRA reads this step's gradients.
+    t.method.on_step(t.model, t.options, state.global_step + 1, next_epoch)
+    t.optimizer.zero_grad(set_to_none=True)
+    state.global_step += 1
+    state.step_in_epoch += 1
+    state.tokens_seen += n_tokens
+    return loss
+
+
+def log_step(t: Training, progress: Progress, loss: float) -> None:
+    """The progress bar every step; metrics.jsonl every train.log_every steps."""
+    state, clock = t.state, t.clock
+    if clock.first_step_seconds is None:
+        clock.first_step_seconds = round(time.perf_counter() - clock.setup_started, 3)
+    tokens_per_s = clock.tokens_per_s(state.tokens_seen)
+    progress.update(state.global_step, loss=loss, tokens_per_s=tokens_per_s)
+    if state.global_step % t.cfg.train.log_every == 0:
+        t.run.log_metrics(
+            step=state.global_step, epoch=state.epoch, loss=round(loss, 6), lr=t.scheduler.get_last_lr()[0],
+            tokens_per_s=round(tokens_per_s, 2), supervised_tokens=state.tokens_seen,
+        )  # fmt: skip
+
+
+def checkpoint_if_due(t: Training, epoch_ends: bool, last: bool) -> None:
+    """Save on train.save_every (else each epoch end), at the end, at an early stop and at a new best."""
+    state, train = t.state, t.cfg.train
+    new_best = train.load_best and state.best_step == state.global_step
+    if _due(train.save_every, state.global_step, epoch_ends or last) or state.stopped_early or new_best:
+        t.ranks.save_checkpoint(
+            t.run.checkpoints_dir, state.global_step, t.model, t.optimizer, t.scheduler,
+            asdict(state) | _next_position(state, epoch_ends), keep=train.keep_checkpoints,
+        )  # fmt: skip
+
+
+# --- finish ---------------------------------------------------------------------------------
+
+
+def finish(t: Training) -> Run:
+    """The adapter (the best one with train.load_best), the final metrics, a classifier's scores."""
+    elapsed = time.perf_counter() - t.clock.loop_started
+    state, run = t.state, t.run
+    adapter_step = (
+        restore_best(run, state, t.ranks, t.model, t.optimizer, t.scheduler)
+        if t.cfg.train.load_best
+        else state.global_step
+    )
+    t.ranks.on_main(save_outputs, run, t.model, t.tokenizer, t.cfg.method, getattr(t.data, "labels", None))
+    metrics = final_metrics(t, run.history(), elapsed, adapter_step)
+    run.update_record(status="completed", metrics=metrics, error=None)
+    log.info("done: %s", metrics)
+    if t.task.SPEC.labelled:
+        scores = cast(LabelledTask, t.task).scores(t.model, t.data, t.pad_id, t.cfg.train.batch_size)
+        run.update_record(metrics=run.metrics | scores)
+        log.info("validation: %s", scores)
+    return run
+
+
+def final_metrics(t: Training, history: list[dict], elapsed: float, adapter_step: int) -> dict:
+    state, clock = t.state, t.clock
     train_losses = [row["loss"] for row in history if "loss" in row]
-    metrics = {
+    return {
         "train_loss": train_losses[-1] if train_losses else None,
         "val_loss": _last_val_loss(history),
         "best_val_loss": state.best_val_loss,
@@ -227,17 +327,10 @@ def _train(run: Run, cfg: TuneryConfig, resuming: bool, quiet: bool) -> Run:
         "overfitting_step": state.overfitting_step,
         "adapter_step": adapter_step,  # the step whose weights are in adapter/
         "train_seconds": round(elapsed, 2),
-        "setup_seconds": round(started - setup_started, 3),  # imports aside: config to first batch
-        "first_step_seconds": first_step_seconds,
-        "tokens_per_s": round((state.tokens_seen - tokens_at_start) / max(elapsed, 1e-9), 2),
+        "setup_seconds": round(clock.loop_started - clock.setup_started, 3),  # imports aside
+        "first_step_seconds": clock.first_step_seconds,
+        "tokens_per_s": round((state.tokens_seen - clock.tokens_at_start) / max(elapsed, 1e-9), 2),
     }
-    run.update_record(status="completed", metrics=metrics, error=None)
-    log.info("done: %s", metrics)
-    if cfg.task == "classification":
-        scores = task.scores(model, data, pad_id, cfg.train.batch_size)
-        run.update_record(metrics=run.metrics | scores)
-        log.info("validation: %s", scores)
-    return run
 
 
 def save_outputs(run: Run, model, tokenizer, method: str, labels: list[str] | None) -> None:
@@ -248,15 +341,12 @@ def save_outputs(run: Run, model, tokenizer, method: str, labels: list[str] | No
     tokenizer.save_pretrained(run.adapter_dir)
 
 
-def build_optimizer(model, cfg: TuneryConfig, total_steps: int):
+def build_optimizer(model, method: Method, options: Any, cfg: TuneryConfig, total_steps: int):
+    """The method's optimiser (AdamW unless it says otherwise) over its parameter groups, and the LR schedule."""
     from transformers import get_scheduler
 
-    method = get_method(cfg.method)
-    if hasattr(method, "param_groups"):
-        params = method.param_groups(model, cfg)
-    else:
-        params = [p for p in model.parameters() if p.requires_grad]
-    optimizer_class = method.optimizer_class(cfg) if hasattr(method, "optimizer_class") else torch.optim.AdamW
+    params = method.param_groups(model, options)
+    optimizer_class = method.optimizer_class(options)
     optimizer = optimizer_class(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     name = {"constant": "constant_with_warmup"}.get(cfg.train.scheduler, cfg.train.scheduler)
     scheduler = get_scheduler(
@@ -278,52 +368,62 @@ def optimizer_steps(train: EncodedData, cfg: TuneryConfig, epoch: int) -> list[l
     return [batches[i : i + accum] for i in range(0, len(batches), accum)]
 
 
-@explains_out_of_memory
-def train_step(model, parts, groups, cfg, device, pad_id: int, step: int) -> tuple[float, int]:
-    """Forward and backward over one optimiser step's micro-batches; returns (mean token loss, supervised tokens)."""
+def train_step(
+    model, parts, groups, cfg, device, pad_id: int, step: int, ranks=None, spare=None
+) -> tuple[float, int]:
+    """Forward and backward over one optimiser step's micro-batches; returns (mean token loss, supervised tokens).
+
+    Each micro-batch runs in passes of at most train.max_batch_tokens tokens. Under DeepSpeed a rank
+    with fewer passes than the busiest adds zero-weighted passes over `spare` (a list of examples).
+    """
+    ranks = ranks or distributed.Ranks()
     own_loss = hasattr(parts, "summed_loss")  # classification/seq2seq: the task collates and counts
     count = parts.count if own_loss else supervised_tokens
-    n_tokens = max(1, distributed.all_sum(sum(count(group) for group in groups)))  # of all ranks
-    total = 0.0
-    for group in groups:
-        total += _forward_backward(model, parts, group, cfg, device, pad_id, n_tokens, own_loss)
-        if not math.isfinite(total):
-            lines = sorted(example.line for example in group)
-            raise TrainingDiverged(
-                f"loss became {total} at step {step + 1} (batch of data lines {lines[:8]}); "
-                f"lower train.lr (now {cfg.train.lr}) or check those rows"
-            )
+    with explains_out_of_memory(step, cfg.train, cfg.data.max_length):
+        n_tokens = max(1, distributed.all_sum(sum(count(group) for group in groups)))  # of all ranks
+        passes = [[group] if own_loss else split_by_tokens(group, cfg.train.max_batch_tokens, cfg.batching)
+                  for group in groups]  # fmt: skip
+        padding = ranks.padding_passes(sum(len(pieces) for pieces in passes))  # before any backward
+        total = 0.0
+        for group, pieces in zip(groups, passes, strict=True):
+            for piece in pieces:
+                total += _forward_backward(model, parts, piece, cfg, device, pad_id, n_tokens, ranks)
+            if not math.isfinite(total):
+                lines = sorted(example.line for example in group)
+                raise TrainingDiverged(
+                    f"loss became {total} at step {step + 1} (batch of data lines {lines[:8]}); "
+                    f"lower train.lr (now {cfg.train.lr}) or check those rows"
+                )
+        for _ in range(padding):
+            _forward_backward(model, parts, spare, cfg, device, pad_id, None, ranks)
     return total / n_tokens, n_tokens
 
 
-def _forward_backward(model, parts, group, cfg, device, pad_id: int, n_tokens: int, own_loss: bool) -> float:
-    """One micro-batch, in passes of at most train.max_batch_tokens tokens; returns its summed loss."""
-    total = 0.0
-    pieces = [group] if own_loss else split_by_tokens(group, cfg.train.max_batch_tokens, cfg.batching)
-    for piece in pieces:
-        batch = parts.collate(piece, pad_id) if own_loss else collate(piece, cfg.batching, pad_id)
-        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-        loss_sum, _ = summed_loss(model, batch, parts)
-        (loss_sum / n_tokens).backward()
-        total += loss_sum.item()
-    return total
+def _forward_backward(model, parts, piece, cfg, device, pad_id: int, n_tokens: int | None, ranks) -> float:
+    """One pass: its summed loss over all ranks' tokens, backpropagated; n_tokens None: weighted 0."""
+    own_loss = hasattr(parts, "summed_loss")
+    batch = parts.collate(piece, pad_id) if own_loss else collate(piece, cfg.batching, pad_id)
+    batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    loss_sum, _ = summed_loss(model, batch, parts)
+    ranks.backward(loss_sum * 0.0 if n_tokens is None else loss_sum / n_tokens)
+    return loss_sum.item()
 
 
-def evaluate_during_training(
-    run, model, parts, data: PreparedData, cfg, device, pad_id, state: LoopState
-) -> None:
-    if data.validation is None:
+def evaluate_during_training(t: Training) -> None:
+    """Validation loss now; tracks the best, warns of overfitting, stops early past the patience."""
+    if t.data.validation is None:
         return
-    loss = mean_loss(model, parts, data.validation.examples, pad_id, cfg.train.batch_size)
-    run.log_metrics(step=state.global_step, epoch=state.epoch, val_loss=round(loss, 6))
+    state, train = t.state, t.cfg.train
+    loss = mean_loss(t.model, t.parts, t.data.validation.examples, t.pad_id, train.batch_size)
+    t.run.log_metrics(step=state.global_step, epoch=state.epoch, val_loss=round(loss, 6))
     log.info("step %d: validation loss %.4f", state.global_step, loss)
     if state.overfitting_step is None:
-        warn_if_overfitting(run, cfg.train.overfitting_patience, state)
+        warn_if_overfitting(t.run, train.overfitting_patience, state)
     if state.best_val_loss is None or loss < state.best_val_loss:
         state.best_val_loss, state.best_step, state.evals_without_improvement = loss, state.global_step, 0
         return
     state.evals_without_improvement += 1
-    patience = cfg.train.early_stopping_patience
+    patience = train.early_stopping_patience
     if patience and state.evals_without_improvement >= patience:
         state.stopped_early = True
         log.info("early stop at step %d: no improvement for %d evaluations", state.global_step, patience)
@@ -341,7 +441,7 @@ def warn_if_overfitting(run: Run, patience: int, state: LoopState) -> None:
     log.warning("step %d: %s", state.global_step, warning)
 
 
-def restore_best(run: Run, state: LoopState, model, optimizer, scheduler) -> int:
+def restore_best(run: Run, state: LoopState, ranks: distributed.Ranks, model, optimizer, scheduler) -> int:
     """Put the best evaluation's weights back into the model (train.load_best); returns their step.
 
     The loop saved a checkpoint at every new best and pruning spares it; loading
@@ -355,7 +455,7 @@ def restore_best(run: Run, state: LoopState, model, optimizer, scheduler) -> int
             "best checkpoint (step %d) is not on disk intact; keeping the last weights", state.best_step
         )
         return state.global_step
-    load_checkpoint(best, model, optimizer, scheduler)
+    ranks.load_checkpoint(best, model, optimizer, scheduler)
     log.info(
         "load_best: the adapter is the one of step %d (validation loss %.4f)",
         state.best_step,
