@@ -52,6 +52,30 @@ class Settings(BaseSettings):
         False, description="Let a job set model.trust_remote_code (runs the model repository's Python code)."
     )
 
+    max_inference_rows_per_request: int = Field(
+        64, ge=1, description="Inference: most answers one request asks for (n x prompts); more get 400."
+    )
+    max_inference_rows_per_key: int = Field(
+        64, ge=1, description="Inference: answers one API key has in flight; beyond it, 429 with Retry-After."
+    )
+    max_inference_rows_per_project: int = Field(
+        128, ge=1, description="Inference: answers one project's keys have in flight; beyond it, 429."
+    )
+    inference_base_models: list[str] = Field(
+        default_factory=lambda: ["smollm2-135m-instruct"],
+        description="Base models any project's key may chat with and `/v1/models` lists (JSON list of "
+        "aliases or local folders).",
+    )
+
+    max_job_steps: int = Field(100_000, ge=1, description="Jobs: the most optimiser steps one may ask for.")
+    max_job_lora_rank: int = Field(1024, ge=1, description="Jobs: the largest lora.r (and adapter ranks).")
+    max_job_length: int = Field(32_768, ge=8, description="Jobs: the largest data.max_length in tokens.")
+    max_job_threads: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        description="Jobs: most train.threads (default: the cores).",
+    )
+
     @model_validator(mode="after")
     def _fill_paths(self) -> Settings:
         self.data_dir = Path(self.data_dir).expanduser()

@@ -105,5 +105,9 @@ def test_one_project_never_sees_another_projects_things(service):
 
 @pytest.mark.parametrize("path", ["/v1/models", "/api/registry"])
 def test_model_listings_show_only_the_callers_project(service, path):
+    """No project's fine-tuned models; /v1/models also lists the server's base models, which every key may use."""
+    from tunery.settings import Settings
+
     client, key_of = service
-    assert client.get(path, headers=key_of("team-b")).json()["data"] == []
+    listed = {model["id"] for model in client.get(path, headers=key_of("team-b")).json()["data"]}
+    assert listed == (set(Settings().inference_base_models) if path == "/v1/models" else set())

@@ -163,3 +163,155 @@ def test_a_bad_request_is_400_never_500(server, body):
     reply = httpx2.post(f"{server[0]}/v1/chat/completions", json={"model": "alpha", **body})
     assert reply.status_code == 400, reply.text
     assert reply.json()["error"]["type"] == "invalid_request_error"
+
+
+HOSTILE = [
+    ({"seed": 2**70}, "seed"),
+    ({"seed": -(2**70)}, "seed"),
+    ({"seed": 2**63 - 1, "n": 2}, "seed"),  # seed + 1 overflows int64
+    ({"temperature": 1e308}, "temperature"),
+    ({"top_p": 0}, "top_p"),
+    ({"max_tokens": 2**70}, "max_tokens"),
+    ({"n": 10**9}, "n"),
+    ({"frequency_penalty": 3}, "frequency_penalty"),
+    ({"presence_penalty": -1e9}, "presence_penalty"),
+    ({"logit_bias": {"5": 1e9}}, "logit_bias.5"),
+    ({"logit_bias": {"abc": 1}}, "logit_bias"),
+    ({"logit_bias": {"999999999": 1}}, "logit_bias"),  # beyond the vocabulary
+    ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+    ({"top_logprobs": 2}, "top_logprobs"),
+    ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+    ({"tool_choice": "auto"}, "tool_choice"),
+    ({"functions": [{"name": "f"}]}, "functions"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "response_format.type"),
+    ({"messages": [{"role": "user", "content": [{"foo": 1}]}]}, "messages[0].content"),
+    ({"messages": [{"role": "user", "content": None}]}, "messages[0].content"),
+    (
+        {
+            "messages": [
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/a.png"}}]}
+            ]
+        },
+        "messages[0].content[0].type",
+    ),
+    ({"messages": [{"role": "tool", "content": "x", "tool_call_id": "1"}]}, "messages[0].role"),
+]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize("fields,param", HOSTILE, ids=[p for _, p in HOSTILE])
+def test_a_hostile_chat_field_is_a_400_naming_its_param_before_any_stream(server, fields, param, stream):
+    body = {"model": "alpha", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, **fields}
+    reply = httpx2.post(f"{server[0]}/v1/chat/completions", json={**body, "stream": stream}, timeout=60)
+    assert reply.status_code == 400, reply.text
+    assert reply.headers["content-type"].startswith("application/json")  # not an event stream
+    error = reply.json()["error"]
+    assert error["param"] == param and error["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize(
+    "fields,param",
+    [
+        ({"echo": True}, "echo"),
+        ({"best_of": 3}, "best_of"),
+        ({"logprobs": 6}, "logprobs"),
+        ({"seed": 2**63 - 2, "prompt": ["a", "b", "c"]}, "seed"),
+        ({"prompt": ["a"] * 1000}, "prompt"),  # more rows than one request may ask for
+    ],
+    ids=["echo", "best-of", "logprobs-6", "seed-plus-rows", "thousand-prompts"],
+)
+def test_a_hostile_completion_field_is_a_400_naming_its_param(server, fields, param):
+    body = {"model": "alpha", "prompt": "hi", "max_tokens": 2, **fields}
+    reply = httpx2.post(f"{server[0]}/v1/completions", json=body, timeout=60)
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"]["param"] == param
+
+
+def test_the_largest_seeds_answer(client):
+    for seed in (2**63 - 2, -(2**63)):
+        answer = client.chat.completions.create(
+            model="alpha", messages=[{"role": "user", "content": "hi"}], max_tokens=3, seed=seed, n=2
+        )
+        assert len(answer.choices) == 2
+
+
+def test_chat_logprobs_have_tokens_bytes_and_alternatives(client):
+    answer = client.chat.completions.create(
+        model="alpha", messages=[{"role": "user", "content": PROMPTS[0]}], max_tokens=5, temperature=0,
+        logprobs=True, top_logprobs=3,
+    )  # fmt: skip
+    content = answer.choices[0].logprobs.content
+    assert len(content) == answer.usage.completion_tokens or answer.choices[0].finish_reason == "stop"
+    assert "".join(entry.token for entry in content) == answer.choices[0].message.content
+    for entry in content:
+        assert entry.logprob <= 0 and entry.bytes == list(entry.token.encode())
+        assert len(entry.top_logprobs) == 3
+        assert entry.top_logprobs[0].logprob >= entry.top_logprobs[-1].logprob
+        assert abs(entry.top_logprobs[0].logprob - entry.logprob) < 1e-4  # greedy: the best one
+    streamed = client.chat.completions.create(
+        model="alpha", messages=[{"role": "user", "content": PROMPTS[0]}], max_tokens=5, temperature=0,
+        logprobs=True, stream=True,
+    )  # fmt: skip
+    pieces = [
+        e.token
+        for c in streamed
+        if c.choices and c.choices[0].logprobs
+        for e in c.choices[0].logprobs.content
+    ]
+    assert pieces == [entry.token for entry in content]
+
+
+def test_completion_logprobs_use_the_legacy_shape(client):
+    choice = client.completions.create(
+        model="beta", prompt="item 2", max_tokens=4, temperature=0, logprobs=2
+    ).choices[0]
+    legacy = choice.logprobs
+    assert (
+        len(legacy.tokens)
+        == len(legacy.token_logprobs)
+        == len(legacy.top_logprobs)
+        == len(legacy.text_offset)
+    )
+    assert "".join(legacy.tokens) == choice.text
+    assert all(len(top) <= 2 for top in legacy.top_logprobs)
+
+
+def test_logit_bias_forces_and_bans_tokens(client):
+    def tokens(bias: dict) -> list[str]:
+        answer = client.completions.create(
+            model="alpha", prompt="item 2", max_tokens=3, temperature=0, logit_bias=bias, logprobs=0
+        )
+        return answer.choices[0].logprobs.tokens
+
+    favoured, banned = tokens({"65": 50, "66": 60}), tokens({"65": 50, "66": -100})
+    assert len(set(favoured)) == len(set(banned)) == 1  # one token every time: the bias decides
+    assert favoured != banned
+
+
+def test_a_frequency_penalty_stops_a_repeated_token(client):
+    # a bias makes token 65 likely; a strong frequency penalty then makes it give way after the first
+    biased = {
+        "model": "alpha",
+        "prompt": "x",
+        "max_tokens": 6,
+        "temperature": 0,
+        "logit_bias": {"65": 8},
+        "logprobs": 0,
+    }
+    repeated = client.completions.create(**biased).choices[0].logprobs.tokens
+    penalised = client.completions.create(**biased, frequency_penalty=2.0, presence_penalty=2.0).choices[0]
+    assert len(set(repeated)) < len(set(penalised.logprobs.tokens))
+
+
+def test_json_object_answers_parse_as_json(client):
+    import json
+
+    for model, temperature in (("alpha", 0), ("beta", 1.0), ("alpha", 1.5)):
+        answer = client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": PROMPTS[2]}], max_tokens=60, temperature=temperature,
+            seed=4, response_format={"type": "json_object"},
+        )  # fmt: skip
+        text, finish = answer.choices[0].message.content, answer.choices[0].finish_reason
+        assert text.startswith("{")
+        if finish == "stop":
+            assert isinstance(json.loads(text), dict)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -35,11 +37,27 @@ def key(app_client) -> str:
     return make_key(app_client, "team-a")
 
 
+def token_in(html: str) -> str:
+    """The CSRF token a page hands its forms (the hidden `csrf_token` field)."""
+    found = re.search(r'name="csrf_token" value="([^"]*)"', html)
+    assert found, "the page has no csrf_token field"
+    return found.group(1)
+
+
+def sign_in(client: TestClient, key: str, next_path: str = "/jobs", **headers: str):
+    """Sign in as the page does: fetch the form (its nonce cookie and token), then post it."""
+    token = token_in(client.get("/signin").text)
+    data = {"api_key": key, "next": next_path, "csrf_token": token}
+    return client.post("/signin", data=data, headers=headers, follow_redirects=False)
+
+
 @pytest.fixture
 def signed_in(app_client, key) -> TestClient:
-    """The client after signing in on the page, as a person does: it now holds the session cookie."""
-    answer = app_client.post("/signin", data={"api_key": key, "next": "/jobs"}, follow_redirects=False)
+    """The client after signing in on the page, as a person does: it holds the session cookie and
+    sends the session's CSRF token with every request, as the pages' scripts do."""
+    answer = sign_in(app_client, key)
     assert answer.status_code == 303, answer.text
+    app_client.headers["X-CSRF-Token"] = token_in(app_client.get("/jobs").text)
     return app_client
 
 

@@ -9,6 +9,9 @@ import zipfile
 
 import pytest
 
+from tests.web.conftest import sign_in
+from tunery.web.auth import COOKIE
+
 PAGES = ("/jobs", "/jobs/new", "/datasets", "/models", "/compare", "/playground")
 
 
@@ -20,7 +23,7 @@ def test_a_page_without_a_session_sends_you_to_sign_in_and_back(app_client, path
 
 
 def test_signing_in_sets_a_strict_httponly_cookie_that_does_not_hold_the_key(app_client, key):
-    answer = app_client.post("/signin", data={"api_key": key, "next": "/models"}, follow_redirects=False)
+    answer = sign_in(app_client, key, "/models")
     assert answer.status_code == 303 and answer.headers["location"] == "/models"
     cookie = answer.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie
@@ -33,24 +36,24 @@ def test_signing_in_sets_a_strict_httponly_cookie_that_does_not_hold_the_key(app
 
 
 def test_a_wrong_key_is_refused_on_the_page_with_what_to_do(app_client):
-    answer = app_client.post("/signin", data={"api_key": "tk-wrong"}, follow_redirects=False)
-    assert answer.status_code == 401 and "set-cookie" not in answer.headers
+    answer = sign_in(app_client, "tk-wrong")
+    assert answer.status_code == 401 and COOKIE not in answer.headers.get("set-cookie", "")
     assert "tunery keys create --project" in answer.text
 
 
 def test_a_forged_cookie_or_a_revoked_key_ends_the_session(signed_in):
-    from tunery.store.tables import ApiKey
+    from tunery.store.tables import ApiKey, WebSession
 
     good = signed_in.cookies["tunery_session"]
-    key_id, expires, signature = good.split(".")
     signed_in.cookies.clear()
-    signed_in.cookies.set("tunery_session", f"{key_id}.{int(expires) + 999}.{signature}")
+    signed_in.cookies.set("tunery_session", good[:-2] + ("AA" if not good.endswith("AA") else "BB"))
     assert signed_in.get("/jobs", follow_redirects=False).status_code == 303
     signed_in.cookies.clear()
     signed_in.cookies.set("tunery_session", good)
     assert signed_in.get("/jobs", follow_redirects=False).status_code == 200
     with signed_in.app.state.sessions.begin() as session:
-        session.get(ApiKey, key_id).revoked = True
+        (row,) = session.query(WebSession).all()
+        session.get(ApiKey, row.key_id).revoked = True
     assert signed_in.get("/jobs", follow_redirects=False).status_code == 303
 
 
@@ -62,13 +65,16 @@ def test_sign_in_only_sends_you_to_a_path_on_this_server():
         assert safe_next(elsewhere) == "/jobs"
 
 
-def test_session_cookies_expire():
-    from tunery.web.auth import LIFETIME_SECONDS, key_id_of, session_cookie
+def test_sessions_expire(app_client, key):
+    from tunery.service.keys import live_key
+    from tunery.web.auth import LIFETIME_SECONDS, signed_in, start_session
 
-    cookie = session_cookie(b"secret", "key-1", now=1000)
-    assert key_id_of(b"secret", cookie, now=1000 + LIFETIME_SECONDS - 1) == "key-1"
-    assert key_id_of(b"secret", cookie, now=1000 + LIFETIME_SECONDS + 1) is None
-    assert key_id_of(b"other secret", cookie, now=1000) is None
+    with app_client.app.state.sessions.begin() as db:
+        token = start_session(db, live_key(db, secret=key).id, now=1000)
+    with app_client.app.state.sessions() as db:
+        assert signed_in(db, token, now=1000 + LIFETIME_SECONDS - 1) is not None
+        assert signed_in(db, token, now=1000 + LIFETIME_SECONDS + 1) is None
+        assert signed_in(db, token + "x", now=1000) is None
 
 
 def test_the_dashboards_requests_need_a_session_too(app_client):

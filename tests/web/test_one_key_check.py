@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.web.conftest import sign_in
+
 
 @pytest.fixture
 def everything_refused(monkeypatch):
@@ -34,8 +36,8 @@ def test_the_api_the_inference_endpoints_and_the_dashboard_all_ask_one_key_check
     assert signed_in.get("/jobs", follow_redirects=False).status_code == 303  # the session, by its key id
     assert signed_in.get("/ui/jobs/statuses").status_code == 401
     signed_in.cookies.clear()
-    answer = signed_in.post("/signin", data={"api_key": key}, follow_redirects=False)
-    assert answer.status_code == 401 and "set-cookie" not in answer.headers
+    answer = sign_in(signed_in, key)
+    assert answer.status_code == 401 and "tunery_session" not in answer.headers.get("set-cookie", "")
     assert everything_refused.count((True, False)) == 3  # API, inference, sign-in: by the secret
     assert everything_refused.count((False, True)) == 2  # the page and the action: by the cookie's key id
 

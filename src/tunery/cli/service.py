@@ -1,7 +1,9 @@
-"""`tunery serve`, `tunery worker`, `tunery keys create`: the platform service.
+"""`tunery serve`, `tunery worker`, `tunery keys create|list|revoke`: the platform service.
 
     tunery serve --port 8000                      # SQLite + local worker under $TUNERY_HOME/service
     tunery keys create --project team-a           # prints a key once; it is stored hashed
+    tunery keys list [--project team-a]           # ids, prefixes, projects; never the secrets
+    tunery keys revoke key-…                      # refused at once by the API and the dashboard
     TUNERY_BROKER_URL=redis://127.0.0.1:6379/0 tunery worker --queues gpu --gpus 2 --slots 2
 
 Settings come from TUNERY_* variables or the YAML file in TUNERY_SERVICE_CONFIG (docs/service.md).
@@ -92,6 +94,46 @@ def create_key(
     with session_factory(connect(Settings().database_url)).begin() as session:
         secret = create(session, project)
     typer.echo(secret)
+
+
+@keys.command("list")
+def list_keys(
+    project: Annotated[str | None, typer.Option(help="Only this project's keys.")] = None,
+) -> None:
+    """List keys (id, project, first characters, created, revoked); the secrets are not stored."""
+    require_extra("service", "tunery keys")
+    import datetime
+
+    from tunery.service.keys import list_keys as listed
+    from tunery.settings import Settings
+    from tunery.store import connect, session_factory
+
+    with session_factory(connect(Settings().database_url))() as session:
+        rows = listed(session, project)
+        for key in rows:
+            created = datetime.datetime.fromtimestamp(key.created_at, datetime.UTC).strftime("%Y-%m-%d %H:%M")
+            state = "revoked" if key.revoked else "live"
+            typer.echo(f"{key.id}  {key.project}  {key.prefix}…  {created}  {state}")
+    if not rows:
+        typer.echo("no keys" + (f" for project {project}" if project else ""), err=True)
+
+
+@keys.command("revoke")
+def revoke_key(
+    key_id: Annotated[str, typer.Argument(help="The key's id, as `tunery keys list` shows it.")],
+) -> None:
+    """Revoke a key: its API requests and its dashboard sessions are refused from now on."""
+    require_extra("service", "tunery keys")
+    from tunery.service.keys import revoke_key as revoke
+    from tunery.settings import Settings
+    from tunery.store import connect, session_factory
+
+    with session_factory(connect(Settings().database_url)).begin() as session:
+        key = revoke(session, key_id)
+    if key is None:
+        typer.echo(f"no key with id '{key_id}': see `tunery keys list`", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"revoked {key_id} (project {key.project})")
 
 
 def inference_models(model: str | None, adapters: list[str]) -> dict[str, tuple[str, str]]:

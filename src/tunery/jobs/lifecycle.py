@@ -7,6 +7,8 @@ Shared by the API (create, cancel) and the runner (run, finish), so both speak a
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,20 @@ from tunery.store.tables import DatasetVersionRow, Event, File, Job, Model, now
 
 ACTIVE = ("validating_files", "queued", "running")
 FINISHED = ("succeeded", "failed", "cancelled")
+log = logging.getLogger("tunery.jobs")
+# An absolute path of the server (`/srv/tunery/artifacts/jobs/ftjob-1/data.jsonl`): users see its last part.
+SERVER_PATH = re.compile(r"(?<![\w:/.~-])(?:/[^\s/'\"(),;:]+){2,}")
+
+
+def without_server_paths(message: str) -> str:
+    """A message fit for API users: every absolute server path shortened to `…/<last part>`."""
+    return SERVER_PATH.sub(lambda found: "…/" + found.group(0).rsplit("/", 1)[-1], message)
+
+
+def shown_status(job: Job) -> str:
+    """The status users see: a cancel asked for is `cancelled` at once, as OpenAI answers it; the
+    runner stops the training process within a second and records the transition."""
+    return "cancelled" if job.cancel_requested and job.status in ACTIVE else job.status
 
 
 def add_event(
@@ -41,20 +57,30 @@ def transition(session: Session, job: Job, status: str, message: str, level: str
 
 
 def fail(session: Session, job: Job, code: str, message: str) -> None:
-    job.error = {"code": code, "message": message, "param": None}
-    transition(session, job, "failed", f"Job failed: {message}", level="error")
+    """Record a failure; the full message (with server paths) goes to the server log under the job's id."""
+    log.warning("job %s failed (%s): %s", job.id, code, message)
+    shown = without_server_paths(message)
+    job.error = {"code": code, "message": shown, "param": None}
+    transition(session, job, "failed", f"Job failed: {shown}", level="error")
 
 
 def cancel(session: Session, job: Job) -> None:
     """Ask for a cancel; a job nobody is running is cancelled here, a running one by its runner."""
     if job.status in FINISHED:
         return
-    job.cancel_requested = True
+    asked_before, job.cancel_requested = job.cancel_requested, True
     unowned = job.lease_owner is None or (job.lease_expires or 0) < time.time()
     if job.status != "running" or unowned:
         if unowned:
             job.lease_owner = None
         transition(session, job, "cancelled", "Fine-tuning job cancelled")
+    elif not asked_before:  # the API answers `cancelled` now; the runner stops the process within a second
+        add_event(
+            session,
+            job,
+            "Fine-tuning job cancelled: stopping its training process",
+            data={"status": "cancelled"},
+        )
 
 
 def model_id(job: Job) -> str:

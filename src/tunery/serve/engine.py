@@ -30,6 +30,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from pathlib import Path
 
 import torch
@@ -50,6 +51,19 @@ class Sampling:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, added to its logit), OpenAI's logit_bias
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    logprobs: int | None = None  # None: none reported; k: the chosen token's and the k most likely
+    json_mode: bool = False  # the answer is kept one JSON object (response_format json_object)
+
+    @property
+    def plain(self) -> bool:
+        """Nothing but temperature and top_p: the batch's own argmax or a sample will do."""
+        return (
+            not (self.logit_bias or self.frequency_penalty or self.presence_penalty or self.json_mode)
+            and self.logprobs is None
+        )
 
 
 @dataclass(frozen=True)
@@ -59,6 +73,7 @@ class Target:
     base: str  # what `resolve_model` loads: a directory, alias or hub id
     run_dir: Path | None = None
     shared: bool = True  # runs on the shared base (plain LoRA) rather than on a model of its own
+    adapter_dir: Path | None = None  # the run's adapter/, or one of its checkpoints; None: the run's
 
     @classmethod
     def for_base(cls, name: str) -> Target:
@@ -80,12 +95,26 @@ class Target:
             shared=groupable(run.adapter_dir, run.config.method),
         )
 
+    @classmethod
+    def for_checkpoint(cls, run_dir: str | Path, folder: Path) -> Target:
+        """A run's saved checkpoint, served like its final adapter (plain LoRA runs only: a bank
+        replays it on the shared base)."""
+        run = cls.for_run(run_dir)
+        if not run.shared or not groupable(folder):
+            raise ValueError("only checkpoints of plain LoRA runs are served; use the run's final model")
+        return cls(base=run.base, run_dir=run.run_dir, adapter_dir=folder)
+
+    @property
+    def adapter_folder(self) -> Path:
+        assert self.run_dir is not None, "only a run's target has an adapter"
+        return self.adapter_dir or self.run_dir / "adapter"
+
     @property
     def adapter(self) -> str:
         """The adapter's name in its model's adapter bank."""
         if self.run_dir is None or not self.shared:
             return BASE
-        return "a" + hashlib.sha1(str(self.run_dir.resolve()).encode()).hexdigest()[:12]
+        return "a" + hashlib.sha1(str(self.adapter_folder.resolve()).encode()).hexdigest()[:12]
 
     @property
     def slot(self) -> str:
@@ -99,6 +128,7 @@ class Request:
     prompt: list[int]
     sampling: Sampling
     stream: Stream
+    owner: str = ""  # who asked (a project): admission takes turns between owners
     arrived: float = field(default_factory=time.monotonic)
 
 
@@ -125,7 +155,7 @@ class Slot:
     def row(self, request: Request) -> Row:
         return Row(request, self.tokenizer, self.eos, self.device)
 
-    def make_room(self, adapter: str, run_dir: Path | None, starting: list[Row]) -> bool:
+    def make_room(self, adapter: str, adapter_folder: Path | None, starting: list[Row]) -> bool:
         """Load the adapter if needed; False while every adapter slot serves running rows."""
         if self.bank is None or adapter == BASE:
             return True
@@ -135,8 +165,8 @@ class Slot:
         in_use = self.batch.adapters | {row.adapter for row in starting}
         if len(self.bank.slot_of) >= self.bank.capacity and all(name in in_use for name in self.bank.slot_of):
             return False
-        assert run_dir is not None, "an adapter other than the base comes from a run"
-        self.bank.load(adapter, run_dir / "adapter", keep=in_use)
+        assert adapter_folder is not None, "an adapter other than the base comes from a run"
+        self.bank.load(adapter, adapter_folder, keep=in_use)
         return True
 
 
@@ -196,6 +226,11 @@ class Engine:
         """The most positions the target's model takes (prompt and answer together), if it says."""
         return getattr(self.slot(target).model.config, "max_position_embeddings", None)
 
+    def vocab_size(self, target: Target) -> int:
+        """Token ids the model scores (its output layer's width)."""
+        model = self.slot(target).model
+        return model.get_output_embeddings().weight.shape[0]
+
     def encode_text(self, target: Target, text: str) -> list[int]:
         return self.slot(target).tokenizer(text)["input_ids"]
 
@@ -205,8 +240,11 @@ class Engine:
         prompt: list[int],
         sampling: Sampling,
         loop: asyncio.AbstractEventLoop | None = None,
+        owner: str = "",
+        on_close=None,
     ) -> Stream:
-        request = Request(target, prompt, sampling, Stream(loop))
+        """Queue a request; `owner` takes turns with other owners, `on_close` runs when it ends."""
+        request = Request(target, prompt, sampling, Stream(loop, on_close), owner)
         with self._wake:
             self._pending.append(request)
             self._wake.notify()
@@ -240,20 +278,20 @@ class Engine:
         return arrivals
 
     def _admit(self, arrivals: list[Request]) -> None:
-        """Start what fits (per model `max_batch` rows, `max_adapters` adapters in use); the rest waits."""
+        """Start what fits (per model `max_batch` rows, `max_adapters` adapters in use, no owner above
+        its share), owners taking turns; the rest waits, and requests whose client left are dropped."""
         starting: dict[str, list[Row]] = {}
         waiting = []
-        for request in arrivals:
+        for request in take_turns(arrivals):
+            if request.stream.cancelled:
+                continue
             try:
                 slot = self.slot(request.target)
                 if slot.prompt_learning:
                     generate_alone(slot, slot.row(request))
                     continue
                 rows = starting.setdefault(request.target.slot, [])
-                target = request.target
-                if len(slot.batch.rows) + len(rows) >= self.max_batch or not slot.make_room(
-                    target.adapter, target.run_dir, rows
-                ):
+                if not self._fits(slot, rows, request):
                     waiting.append(request)
                     continue
                 rows.append(slot.row(request))
@@ -265,6 +303,22 @@ class Engine:
             if rows:
                 slot = self.slots[key]
                 self._guarded(slot, lambda slot=slot, rows=rows: slot.batch.admit(rows), rows)
+
+    def _fits(self, slot: Slot, rows: list[Row], request: Request) -> bool:
+        """Room in the batch, within the owner's share (a few rows stay free for other owners, so a
+        flood from one never makes another wait for its rows to finish), and an adapter slot."""
+        running = [*slot.batch.rows, *rows]
+        if len(running) >= self.max_batch:
+            return False
+        if sum(row.request.owner == request.owner for row in running) >= self.max_share:
+            return False
+        target = request.target
+        return slot.make_room(target.adapter, target.adapter_folder if target.run_dir else None, rows)
+
+    @property
+    def max_share(self) -> int:
+        """The most rows of one model's batch that one owner takes."""
+        return max(1, self.max_batch - max(1, self.max_batch // 8))
 
     @staticmethod
     def _guarded(slot: Slot, work, rows: list[Row]) -> None:
@@ -296,6 +350,15 @@ class Engine:
         model.eval().requires_grad_(False)
         bank = AdapterBank(model, self.max_adapters)
         return Slot(model, tokenizer, bank, self.batch_sizes, self.prefix_tokens)
+
+
+def take_turns(requests: list[Request]) -> list[Request]:
+    """The requests with their owners taking turns (first of each, second of each, ...), each owner's
+    own in arrival order: one owner's hundred requests do not all go before another's one."""
+    queues: dict[str, list[Request]] = {}
+    for request in requests:
+        queues.setdefault(request.owner, []).append(request)
+    return [request for turn in zip_longest(*queues.values()) for request in turn if request is not None]
 
 
 @torch.inference_mode()

@@ -34,19 +34,52 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from tunery.serve.prefix_cache import PrefixCache
+from tunery.serve.sampler import JsonConstraint, LogitRules, TokenLogprob, constrained_choice, logprobs_of
 from tunery.serve.stream import Failure, Finish, Token
 
 
 class Row:
-    """One request's answer as it grows: stop strings, EOS, length, and the text not yet streamed."""
+    """One request's answer as it grows: stop strings, EOS, length, and the text not yet streamed;
+    its logit rules (bias, penalties), JSON constraint and log-probabilities when asked."""
 
     def __init__(self, request, tokenizer, eos: set[int], device):
         self.request, self.tokenizer, self.eos = request, tokenizer, eos
         self.tokens: list[int] = []
         self.sent, self.done = 0, False
-        seed = request.sampling.seed
+        sampling = request.sampling
         self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(seed if seed is not None else torch.seed())
+        self.generator.manual_seed(sampling.seed % 2**64 if sampling.seed is not None else torch.seed())
+        self.rules: LogitRules | None = None  # made at the first logits, which give the vocabulary size
+        self.json = JsonConstraint(tokenizer, eos) if sampling.json_mode else None
+        self.measured: tuple | None = None  # the last chosen token's logprob tensors, read in `add`
+        self.logprobs: list[TokenLogprob] = []  # entries not yet streamed
+        self.decoded = ""  # the text after the last token
+
+    @property
+    def cancelled(self) -> bool:
+        return self.request.stream.cancelled
+
+    def adjust(self, logits: torch.Tensor) -> torch.Tensor:
+        """One row's logits (vocab,) after its logit bias and penalties."""
+        sampling = self.request.sampling
+        if self.rules is None and not (
+            sampling.logit_bias or sampling.frequency_penalty or sampling.presence_penalty
+        ):
+            return logits
+        if self.rules is None:
+            self.rules = LogitRules.of(sampling, logits.shape[-1], logits.device)
+        return self.rules.apply(logits) if self.rules is not None else logits
+
+    def pick(self, logits: torch.Tensor, greedy_choice: torch.Tensor) -> torch.Tensor | int:
+        """The next token from this row's adjusted logits; records its logprobs when asked."""
+        if self.json is not None:
+            token: torch.Tensor | int = constrained_choice(self, logits)
+        else:
+            token = greedy_choice if self.greedy else self.sample(logits)
+        top = self.request.sampling.logprobs
+        if top is not None:
+            self.measured = logprobs_of(logits, torch.as_tensor(token, device=logits.device), top)
+        return token
 
     @property
     def adapter(self) -> str:
@@ -74,9 +107,15 @@ class Row:
     def add(self, token: int) -> None:
         sampling = self.request.sampling
         self.tokens.append(token)
+        if self.rules is not None:
+            self.rules.count(token)
         if token in self.eos:
             return self.finish("stop", self.text(exclude_last=True))
+        self._measure(token)
         text = self.text()
+        if self.json is not None:
+            self.json.accept(text[len(self.decoded) :])
+        self.decoded = text
         for stop in sampling.stop:
             if (at := text.find(stop, max(0, self.sent - len(stop)))) >= 0:
                 return self.finish("stop", text[:at])
@@ -86,16 +125,33 @@ class Row:
         hold = max((len(s) - 1 for s in sampling.stop), default=0)
         safe = len(text) - hold if not text.endswith("\ufffd") else len(text.rstrip("\ufffd")) - hold
         if safe > self.sent:
-            self.request.stream.put(Token(text[self.sent : safe]))
+            self.request.stream.put(Token(text[self.sent : safe], self._take_logprobs()))
             self.sent = safe
+
+    def _measure(self, token: int) -> None:
+        """The chosen token's logprob and alternatives, read to the host (only rows that asked)."""
+        if self.measured is None:
+            return
+        chosen, values, ids = self.measured
+        self.measured = None
+        name = self.piece
+        top = [(name(i), v) for i, v in zip(ids.tolist(), values.tolist(), strict=True)]
+        self.logprobs.append(TokenLogprob(name(token), float(chosen), top))
+
+    def piece(self, token: int) -> str:
+        return self.tokenizer.decode([token])
+
+    def _take_logprobs(self) -> list[TokenLogprob]:
+        taken, self.logprobs = self.logprobs, []
+        return taken
 
     def text(self, exclude_last: bool = False) -> str:
         tokens = self.tokens[:-1] if exclude_last else self.tokens
         return self.tokenizer.decode(tokens, skip_special_tokens=True)
 
     def finish(self, reason: str, text: str) -> None:
-        if len(text) > self.sent:
-            self.request.stream.put(Token(text[self.sent :]))
+        if len(text) > self.sent or self.logprobs:
+            self.request.stream.put(Token(text[self.sent :], self._take_logprobs()))
         self.request.stream.put(Finish(reason, len(self.request.prompt), len(self.tokens)))
         self.done = True
 
@@ -106,11 +162,18 @@ class Row:
 
 
 def choose(rows: Sequence[Row], logits: torch.Tensor) -> torch.Tensor:
-    """Next token per row (batch,) on the logits' device: argmax for greedy rows, a seeded sample otherwise."""
+    """Next token per row (batch,) on the logits' device: argmax for greedy rows, a seeded sample
+    otherwise; rows with logit rules, a JSON constraint or logprobs pick from their own logits."""
     chosen = logits.argmax(-1)
     for i, row in enumerate(rows):
-        if not row.greedy:
-            chosen[i] = row.sample(logits[i])
+        plain = row.request.sampling.plain
+        if row.greedy and plain:
+            continue
+        own = row.adjust(logits[i])
+        if plain:
+            chosen[i] = row.sample(own)
+            continue
+        chosen[i] = row.pick(own, own.argmax(-1))
     return chosen
 
 
@@ -201,7 +264,13 @@ class RunningBatch:
 
     @torch.inference_mode()
     def step(self) -> None:
-        """One token for every running row."""
+        """One token for every running row; rows whose client went away leave first."""
+        if any(row.cancelled for row in self.rows):
+            for row in self.rows:
+                row.done = row.done or row.cancelled
+            self._retire()
+            if not self.rows:
+                return
         self.sizes.append(len(self.rows))
         mask, positions, next_ids = self._running()
         self.mask = torch.cat([mask, torch.ones_like(next_ids)], dim=1)

@@ -4,6 +4,8 @@
     live_key(session, secret=secret)            # the key's row, or None (unknown or revoked)
     live_key(session, key_id=row.id)            # the same check for a dashboard session's cookie
     project_of(session, secret)                 # "team-a", or None
+    list_keys(session, "team-a")                # the project's keys, newest first (no secrets)
+    revoke_key(session, key_id)                 # refused everywhere at once, its dashboard sessions ended
 
 `live_key` is the only place that decides whether a key lets a caller in: the API's Bearer
 dependency, the inference endpoints, the dashboard's sign-in and its session cookie all ask
@@ -19,10 +21,10 @@ import hashlib
 import hmac
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from tunery.store.tables import ApiKey
+from tunery.store.tables import ApiKey, WebSession
 
 PREFIX = "tk-"
 
@@ -57,3 +59,23 @@ def live_key(session: Session, *, secret: str | None = None, key_id: str | None 
 def project_of(session: Session, secret: str) -> str | None:
     key = live_key(session, secret=secret)
     return key.project if key else None
+
+
+def list_keys(session: Session, project: str | None = None) -> list[ApiKey]:
+    """Keys newest first, of one project or (the operator's CLI) of all; rows hold no secret."""
+    query = select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.id)
+    if project is not None:
+        query = query.where(ApiKey.project == project)
+    return list(session.scalars(query))
+
+
+def revoke_key(session: Session, key_id: str, project: str | None = None) -> ApiKey | None:
+    """Revoke a key (of `project` only, when given) and end its dashboard sessions; None when no such key.
+
+    `live_key` refuses a revoked key, so its Bearer requests and its sessions stop at the next request."""
+    key = session.get(ApiKey, key_id)
+    if key is None or (project is not None and key.project != project):
+        return None
+    key.revoked = True
+    session.execute(update(WebSession).where(WebSession.key_id == key_id).values(revoked=True))
+    return key

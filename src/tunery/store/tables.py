@@ -139,3 +139,16 @@ class Model(Base):
     path: Mapped[str] = mapped_column(Text)  # the adapter folder, relative to the artifact root
     lineage: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+
+
+class WebSession(Base):
+    """A dashboard sign-in: the cookie holds a random token, this row its sha256, so a session ends
+    (sign-out, key revoked, expiry) the moment its row says so."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the cookie's token
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))  # sent back by every form and fetch
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)

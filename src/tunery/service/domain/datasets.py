@@ -28,9 +28,22 @@ class Dataset:
     versions: int
 
 
+MAX_NAME = 100  # a dataset name is a table cell and a URL part
+
+
+def check_name(name: str) -> str:
+    """A dataset name sent by a caller: short and plain, as the names uploads get are."""
+    if len(name) > MAX_NAME or not NAME_PATTERN.match(name):
+        raise ApiError(
+            400, f"a dataset name takes 1 to {MAX_NAME} letters, digits, '.', '_' and '-' "
+            f"(got {len(name)} characters)", code="invalid_dataset_name", param="name",
+        )  # fmt: skip
+    return name
+
+
 def dataset_name(filename: str) -> str:
     """The dataset an uploaded file becomes a version of: its name without the suffix, made safe."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(filename).stem).strip("-._") or "dataset"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(filename).stem)[:MAX_NAME].strip("-._") or "dataset"
 
 
 def _newest_first(project: str, name: str) -> Select[DatasetVersionRow]:
@@ -47,7 +60,7 @@ def _latest(session: Session, project: str, name: str) -> DatasetVersionRow | No
 
 def add_version(session: Session, project: str, name: str, file: File) -> DatasetVersionRow:
     """The next version of dataset `name` made of `file`, or the latest one if its content is the same."""
-    latest = _latest(session, project, name)
+    latest = _latest(session, project, check_name(name))
     if latest is not None and latest.content_hash == file.content_hash:
         if latest.file_id is None:
             latest.file_id = file.id
@@ -63,9 +76,7 @@ def add_version(session: Session, project: str, name: str, file: File) -> Datase
 
 def register_file(session: Session, project: str, name: str, file_id: str) -> DatasetVersionRow:
     """Register an uploaded file as the next version of `name` (any name, not only its own)."""
-    if not NAME_PATTERN.match(name):
-        raise ApiError(400, f"'{name}' is not a valid dataset name: letters, digits, '.', '_' and '-'")
-    version = add_version(session, project, name, get_file(session, project, file_id))
+    version = add_version(session, project, check_name(name), get_file(session, project, file_id))
     session.commit()
     return version
 

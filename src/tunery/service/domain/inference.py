@@ -1,20 +1,34 @@
-"""Answering completions: the model a name serves, the engine, the answer or its OpenAI chunk stream.
+"""Answering completions: the model a name serves, admission, the engine, the answer or its chunk stream.
 
-    answer = await chat(app.state, project, ChatRequest(...))   # a dict, or an async iterator of
-                                                                # `data: ...` lines when stream=True
+    answer = await chat(app.state, project, ChatRequest(...), key="key-id", disconnected=is_gone)
+    # a dict, or an async iterator of `data: ...` lines when stream=True
 
-`model` is a fine-tuned model id from the project's registry (`ft:...`), the base model of one of
-them, or (standalone, `tunery serve --inference-only`, project None) a name given with
---model/--adapter or a run directory. `state` is the app's state: `sessions` and `settings` (none
-standalone), `inference_models`, `max_adapters`, and the `engine` (`tunery.serve.engine`, torch),
-started here on first use. The REST API and the dashboard's playground both answer through here.
+`model` is a fine-tuned model id from the project's registry (`ft:...`), one of its checkpoints
+(`ft:...:ckpt-step-N`), a base model the settings list (`inference_base_models`) or the base of one
+of the project's models, or (standalone, `tunery serve --inference-only`, project None) a name given
+with --model/--adapter or a run directory. `state` is the app's state: `sessions` and `settings`
+(none standalone), `inference_models`, `max_adapters`, and the `engine` (`tunery.serve.engine`,
+torch), started here on first use. The REST API and the dashboard's playground both answer here.
+
+Admission: a request asks for n x prompts rows (answers); beyond `max_inference_rows_per_request`
+it is refused (400), and beyond the rows its key or project may have in flight it is told to retry
+(429). A row leaves the count when its answer ends or its client goes away (`Stream.on_close`),
+whichever first; a client that goes away cancels its rows, streaming or not.
+
+Messages users see never name server paths: a failure's full text goes to the server log with the
+request id, and the answer gives that id.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import re
 import threading
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -30,9 +44,81 @@ from tunery.service.schemas.inference import (
     envelope,
     usage,
 )
+from tunery.settings import Settings
 
+log = logging.getLogger("tunery.inference")
 _engine_lock = threading.Lock()
 Answer = dict | AsyncIterator[str]
+Disconnected = Callable[[], Awaitable[bool]]
+CHECKPOINT = re.compile(r"^(?P<model>.+):ckpt-step-(?P<step>\d{1,9})$")
+_PATH = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][^\s'\"\\/:]+){2,}[\\/]?")
+DISCONNECT_POLL_S = 0.1
+
+
+class Busy(ApiError):
+    """Too many rows in flight for a key or project: 429, and when to try again."""
+
+    def __init__(self, message: str, retry_after: int = 1):
+        super().__init__(429, message, code="rate_limit_exceeded")
+        self.retry_after = retry_after
+
+
+class Admission:
+    """Rows (answers) in flight per key and per project; thread-safe, released row by row."""
+
+    def __init__(self, per_key: int, per_project: int):
+        self.per_key, self.per_project = per_key, per_project
+        self.keys: Counter[str] = Counter()
+        self.projects: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def reserve(self, key: str | None, project: str | None, rows: int) -> Callable[[], None]:
+        """Count `rows` rows in, or raise Busy; the returned function releases one of them."""
+        with self._lock:
+            if key is not None and self.keys[key] + rows > self.per_key:
+                raise Busy(
+                    f"this API key has {self.keys[key]} answers in flight (limit {self.per_key}): retry later"
+                )
+            if project is not None and self.projects[project] + rows > self.per_project:
+                raise Busy(
+                    f"project has {self.projects[project]} answers in flight (limit {self.per_project}): retry later"
+                )
+            self.keys[key or ""] += rows
+            self.projects[project or ""] += rows
+        return partial(self._release, key or "", project or "")
+
+    def _release(self, key: str, project: str) -> None:
+        with self._lock:
+            self.keys[key] -= 1
+            self.projects[project] -= 1
+
+    def in_flight(self, key: str | None = None, project: str | None = None) -> int:
+        with self._lock:
+            return self.keys[key] if key is not None else self.projects[project or ""]
+
+
+def settings_of(state: Any) -> Settings:
+    """The service's settings; standalone (none), their defaults."""
+    settings = getattr(state, "settings", None)
+    if settings is None:
+        settings = state.settings = Settings.model_construct(**default_limits())
+    return settings
+
+
+def default_limits() -> dict[str, Any]:
+    fields = Settings.model_fields
+    names = ("max_inference_rows_per_request", "max_inference_rows_per_key", "max_inference_rows_per_project")
+    return {name: fields[name].default for name in names} | {"inference_base_models": []}
+
+
+def admission_of(state: Any) -> Admission:
+    with _engine_lock:
+        if getattr(state, "admission", None) is None:
+            settings = settings_of(state)
+            state.admission = Admission(
+                settings.max_inference_rows_per_key, settings.max_inference_rows_per_project
+            )
+        return state.admission
 
 
 async def in_thread(function: Callable, *args: Any) -> Any:
@@ -40,20 +126,56 @@ async def in_thread(function: Callable, *args: Any) -> Any:
     return await anyio.to_thread.run_sync(partial(function, *args))
 
 
-async def chat(state: Any, project: str | None, body: ChatRequest) -> Answer:
+async def chat(
+    state: Any,
+    project: str | None,
+    body: ChatRequest,
+    key: str | None = None,
+    disconnected: Disconnected | None = None,
+) -> Answer:
     """`/v1/chat/completions`: the conversation through the model's chat template."""
     target = await in_thread(resolve_target, state, project, body.model)
     engine = await in_thread(engine_of, state)
     prompt = await encode(engine.encode_chat, target, [m.as_template_input() for m in body.messages])
-    return await respond(engine, target, [prompt], body, chat=True)
+    return await respond(engine, target, [prompt], body, Caller(state, project, key, disconnected), chat=True)
 
 
-async def complete(state: Any, project: str | None, body: CompletionRequest) -> Answer:
+async def complete(
+    state: Any,
+    project: str | None,
+    body: CompletionRequest,
+    key: str | None = None,
+    disconnected: Disconnected | None = None,
+) -> Answer:
     """`/v1/completions`: each prompt as plain text."""
+    rows_allowed(state, len(body.prompts()) * body.n, "prompt")  # before encoding a thousand prompts
     target = await in_thread(resolve_target, state, project, body.model)
     engine = await in_thread(engine_of, state)
     prompts = [await encode(engine.encode_text, target, text) for text in body.prompts()]
-    return await respond(engine, target, prompts, body, chat=False)
+    return await respond(engine, target, prompts, body, Caller(state, project, key, disconnected), chat=False)
+
+
+class Caller:
+    """Who asks (project and key, for admission and fair turns) and how to tell they have gone."""
+
+    def __init__(self, state: Any, project: str | None, key: str | None, disconnected: Disconnected | None):
+        self.state, self.project, self.key, self.disconnected = state, project, key, disconnected
+
+    @property
+    def owner(self) -> str:
+        return self.project or self.key or ""
+
+
+def rows_allowed(state: Any, rows: int, param: str) -> None:
+    limit = settings_of(state).max_inference_rows_per_request
+    if rows > limit:
+        raise ApiError(
+            400,
+            f"this request asks for {rows} answers (n x prompts); at most {limit} per request: "
+            "send fewer prompts or a lower n",
+            code="too_many_rows",
+            param=param,
+        )
 
 
 def engine_of(state: Any):
@@ -69,42 +191,76 @@ def engine_of(state: Any):
 def resolve_target(state: Any, project: str | None, name: str):
     """The Target a model name serves; 404 in OpenAI's shape when there is none."""
     from tunery.models import ModelNotFoundError
-    from tunery.serve.engine import Target
 
     try:
-        named = getattr(state, "inference_models", {})
-        if name in named:
-            kind, where = named[name]
-            return Target.for_base(where) if kind == "base" else Target.for_run(where)
-        if project is None:
-            if (Path(name) / "adapter").is_dir():  # standalone: any run directory
-                return Target.for_run(name)
-        elif found := registry_target(state, project, name):
+        if found := find_target(state, project, name):
             return found
     except ModelNotFoundError as err:
-        raise ApiError(404, f"model '{name}' cannot be loaded: {err}", code=err.code, param="model") from None
+        raise refused(404, f"model '{name}' cannot be loaded", err, code=err.code) from None
     except FileNotFoundError as err:  # a registered model whose run directory is gone
-        raise ApiError(
-            404, f"model '{name}' cannot be loaded: {err}", code="model_not_found", param="model"
+        raise refused(
+            404, f"model '{name}' cannot be loaded: its files are gone", err, code="model_not_found"
         ) from None
     except ValueError as err:
-        raise ApiError(400, str(err), code="model_not_servable", param="model") from None
+        raise refused(
+            400, f"model '{name}' cannot be served: {scrub(str(err))}", err, code="model_not_servable"
+        ) from None
     raise ApiError(404, f"The model '{name}' does not exist", code="model_not_found", param="model")
 
 
+def find_target(state: Any, project: str | None, name: str):
+    from tunery.serve.engine import Target
+
+    named = getattr(state, "inference_models", {})
+    if name in named:
+        kind, where = named[name]
+        return Target.for_base(where) if kind == "base" else Target.for_run(where)
+    if project is None:
+        return Target.for_run(name) if (Path(name) / "adapter").is_dir() else None  # standalone: a run folder
+    if name in settings_of(state).inference_base_models:
+        return Target.for_base(name)
+    return registry_target(state, project, name)
+
+
 def registry_target(state: Any, project: str, name: str):
-    """A project's fine-tuned model (its run directory), or the base model of one of them."""
+    """A project's fine-tuned model (its run directory), one of its checkpoints, or the base model
+    of one of them."""
     from sqlalchemy import select
 
     from tunery.serve.engine import Target
-    from tunery.store.tables import Model
+    from tunery.store.tables import Checkpoint, Model
 
+    artifacts = state.settings.artifacts
     with state.sessions() as session:
         model = session.scalar(select(Model).where(Model.id == name, Model.project == project))
         if model is not None:
-            return Target.for_run((state.settings.artifacts / model.path).parent)
+            return Target.for_run((artifacts / model.path).parent)
+        if (checkpoint := CHECKPOINT.match(name)) is not None:
+            owner = session.scalar(
+                select(Model).where(Model.id == checkpoint["model"], Model.project == project)
+            )
+            saved = owner and session.scalar(
+                select(Checkpoint).where(
+                    Checkpoint.job_id == owner.job_id, Checkpoint.step == int(checkpoint["step"])
+                )
+            )
+            if owner and saved and (artifacts / saved.path).is_dir():
+                return Target.for_checkpoint((artifacts / owner.path).parent, artifacts / saved.path)
+            return None
         base = session.scalar(select(Model).where(Model.base_model == name, Model.project == project))
     return Target.for_base(name) if base is not None else None
+
+
+def scrub(message: str) -> str:
+    """The message without server paths (a user sees it; the log keeps the original)."""
+    return _PATH.sub("<path>", message)
+
+
+def refused(status: int, message: str, err: BaseException, code: str | None) -> ApiError:
+    """A refusal whose cause may name server paths: the cause goes to the log under a request id."""
+    request_id = uuid.uuid4().hex[:16]
+    log.warning("inference request %s refused (%s): %s: %s", request_id, code, type(err).__name__, err)
+    return ApiError(status, f"{message} (request id {request_id})", code=code, param="model")
 
 
 def sampling_for(body: SamplingFields, choice: int, max_tokens: int):
@@ -116,6 +272,11 @@ def sampling_for(body: SamplingFields, choice: int, max_tokens: int):
         top_p=body.top_p,
         seed=None if body.seed is None else body.seed + choice,  # n choices differ, yet repeat
         stop=body.stops(),
+        logit_bias=tuple(body.bias().items()),
+        frequency_penalty=body.frequency_penalty,
+        presence_penalty=body.presence_penalty,
+        logprobs=getattr(body, "logprob_count", None),
+        json_mode=body.json_mode,
     )
 
 
@@ -123,7 +284,7 @@ async def encode(encoder, target, content) -> list[int]:
     try:
         return await in_thread(encoder, target, content)
     except (ValueError, TypeError) as err:  # a chat template that rejects the conversation, ...
-        raise ApiError(400, f"cannot encode the prompt: {err}", code="invalid_prompt") from None
+        raise ApiError(400, f"cannot encode the prompt: {scrub(str(err))}", code="invalid_prompt") from None
 
 
 def max_tokens_for(prompt: list[int], body: SamplingFields, chat: bool, context: int | None) -> int:
@@ -146,55 +307,140 @@ def max_tokens_for(prompt: list[int], body: SamplingFields, chat: bool, context:
     return asked or min(default, context - len(prompt))
 
 
-async def respond(engine, target, prompts: list[list[int]], body: SamplingFields, chat: bool) -> Answer:
-    import asyncio
+def check_bias(body: SamplingFields, vocab: int) -> None:
+    if beyond := [token for token in body.bias() if token >= vocab]:
+        raise ApiError(
+            400,
+            f"logit_bias names token {beyond[0]}, beyond this model's {vocab} tokens: use ids below {vocab}",
+            code="invalid_logit_bias",
+            param="logit_bias",
+        )
 
-    loop = asyncio.get_running_loop()
+
+async def respond(
+    engine, target, prompts: list[list[int]], body: SamplingFields, caller: Caller, chat: bool
+) -> Answer:
+    """Check, admit and submit every row; the answer as a whole or as its chunk stream."""
+    rows_allowed(caller.state, len(prompts) * body.n, "n" if chat else "prompt")
     context = await in_thread(engine.context_length, target)
     max_tokens = [max_tokens_for(prompt, body, chat, context) for prompt in prompts]
+    if body.logit_bias:
+        check_bias(body, await in_thread(engine.vocab_size, target))
+    release = admission_of(caller.state).reserve(caller.key, caller.project, len(prompts) * body.n)
+    loop = asyncio.get_running_loop()
     streams = [
-        engine.submit(target, prompt, sampling_for(body, i * body.n + j, max_tokens[i]), loop)
+        engine.submit(
+            target, prompt, sampling_for(body, i * body.n + j, max_tokens[i]), loop, caller.owner, release
+        )
         for i, prompt in enumerate(prompts)
         for j in range(body.n)
     ]
+    wants = getattr(body, "logprob_count", None) is not None
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return sse(streams, body.model, chat, include_usage)
-    answers = [await collect(stream) for stream in streams]
-    choices = [
-        {
-            "index": i,
-            "message": {"role": "assistant", "content": text},
-            "finish_reason": finish.reason,
-            "logprobs": None,
-        }
-        if chat
-        else {"index": i, "text": text, "finish_reason": finish.reason, "logprobs": None}
-        for i, (text, finish) in enumerate(answers)
-    ]
+        return sse(streams, body.model, chat, include_usage, wants)
+    try:
+        answers = await collect_all(streams, caller.disconnected, wants)
+    finally:
+        for stream in streams:
+            stream.cancel()  # a no-op for finished rows; stops the rest when the client is gone
+    return whole_answer(answers, prompts, body.model, chat)
+
+
+def whole_answer(answers: list, prompts: list[list[int]], model: str, chat: bool) -> dict:
+    choices = []
+    for i, (text, finish, logprobs) in enumerate(answers):
+        if chat:
+            content = None if logprobs is None else {"content": chat_logprobs(logprobs), "refusal": None}
+            message = {"role": "assistant", "content": text}
+            choices.append(
+                {"index": i, "message": message, "finish_reason": finish.reason, "logprobs": content}
+            )
+        else:
+            legacy = None if logprobs is None else completion_logprobs(logprobs)
+            choices.append({"index": i, "text": text, "finish_reason": finish.reason, "logprobs": legacy})
     prompt_tokens = sum(len(p) for p in prompts)
-    completion_tokens = sum(finish.completion_tokens for _, finish in answers)
+    completion_tokens = sum(finish.completion_tokens for _, finish, _ in answers)
     kind = ("chatcmpl", "chat.completion") if chat else ("cmpl", "text_completion")
     return envelope(
-        completion_id(kind[0]), kind[1], body.model, choices, usage=usage(prompt_tokens, completion_tokens)
+        completion_id(kind[0]), kind[1], model, choices, usage=usage(prompt_tokens, completion_tokens)
     )
 
 
-async def collect(stream):
+def chat_logprobs(entries: list) -> list[dict]:
+    """OpenAI's chat shape: choices[].logprobs.content[] of token, logprob, bytes, top_logprobs."""
+
+    def one(token: str, logprob: float) -> dict:
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode("utf-8"))}
+
+    return [
+        {**one(entry.token, entry.logprob), "top_logprobs": [one(t, lp) for t, lp in entry.top]}
+        for entry in entries
+    ]
+
+
+def completion_logprobs(entries: list) -> dict:
+    """The legacy completions shape: tokens, token_logprobs, top_logprobs (dicts), text_offset."""
+    offsets, at = [], 0
+    for entry in entries:
+        offsets.append(at)
+        at += len(entry.token)
+    return {
+        "tokens": [entry.token for entry in entries],
+        "token_logprobs": [entry.logprob for entry in entries],
+        "top_logprobs": [dict(entry.top) for entry in entries],
+        "text_offset": offsets,
+    }
+
+
+async def collect_all(streams, disconnected: Disconnected | None, wants: bool) -> list:
+    """Every row's answer; stops early (the caller cancels the rows) when the client goes away."""
+    gather = asyncio.ensure_future(asyncio.gather(*(collect(stream, wants) for stream in streams)))
+    try:
+        while disconnected is not None and not gather.done():
+            await asyncio.wait([gather], timeout=DISCONNECT_POLL_S)
+            if not gather.done() and await disconnected():
+                raise ApiError(499, "the client closed the connection", code="client_closed_request")
+        return await gather
+    finally:
+        if not gather.done():
+            gather.cancel()
+
+
+def failed(message: str) -> str:
+    """What the user sees of a generation failure; the full message goes to the log."""
+    request_id = uuid.uuid4().hex[:16]
+    log.error("inference request %s failed: %s", request_id, message)
+    return f"generation failed (request id {request_id}): {scrub(message)}"
+
+
+async def collect(stream, wants: bool) -> tuple[str, Any, list | None]:
     from tunery.serve.engine import Failure, Token
 
-    pieces = []
+    pieces, logprobs = [], []
     async for event in stream.aevents():
         if isinstance(event, Token):
             pieces.append(event.text)
+            logprobs.extend(event.logprobs)
         elif isinstance(event, Failure):
-            raise ApiError(500, f"generation failed: {event.message}", code="generation_failed")
+            raise ApiError(500, failed(event.message), code="generation_failed")
         else:
-            return "".join(pieces), event
+            return "".join(pieces), event, logprobs if wants else None
+    raise ApiError(500, failed("the answer ended without finishing"), code="generation_failed")
 
 
-async def sse(streams, model: str, chat: bool, include_usage: bool):
-    """OpenAI's chunk stream: `data: {...}` events, choices one after another, then `data: [DONE]`."""
+async def sse(streams, model: str, chat: bool, include_usage: bool, wants: bool):
+    """OpenAI's chunk stream: `data: {...}` events, choices one after another, then `data: [DONE]`.
+    When the client goes away the response stops iterating here, and every row is cancelled."""
+    try:
+        async for line in chunks(streams, model, chat, include_usage, wants):
+            yield line
+    finally:
+        for stream in streams:
+            stream.cancel()
+
+
+async def chunks(streams, model: str, chat: bool, include_usage: bool, wants: bool):
     from tunery.serve.engine import Failure, Token
 
     kind = ("chatcmpl", "chat.completion.chunk") if chat else ("cmpl", "text_completion")
@@ -203,27 +449,31 @@ async def sse(streams, model: str, chat: bool, include_usage: bool):
     def chunk(choices: list[dict], **extra) -> str:
         return f"data: {json.dumps(envelope(id, kind[1], model, choices, **extra))}\n\n"
 
-    def choice(index: int, text: str | None, finish: str | None, first: bool = False) -> dict:
-        if not chat:
-            return {"index": index, "text": text or "", "finish_reason": finish, "logprobs": None}
-        delta = {"role": "assistant", "content": ""} if first else {} if text is None else {"content": text}
-        return {"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}
-
     for index, stream in enumerate(streams):
         if chat:
-            yield chunk([choice(index, None, None, first=True)])
+            yield chunk([chunk_choice(chat, index, None, None, None, first=True)])
         async for event in stream.aevents():
             if isinstance(event, Token):
-                yield chunk([choice(index, event.text, None)])
+                yield chunk([chunk_choice(chat, index, event.text, None, event.logprobs if wants else None)])
             elif isinstance(event, Failure):
-                yield f"data: {json.dumps({'error': {'message': event.message, 'type': 'api_error'}})}\n\n"
+                error = {"message": failed(event.message), "type": "api_error", "code": "generation_failed"}
+                yield f"data: {json.dumps({'error': error})}\n\n"
                 return
             else:
-                prompt_tokens, completion_tokens = (
-                    event.prompt_tokens,
-                    completion_tokens + event.completion_tokens,
-                )
-                yield chunk([choice(index, None, event.reason)])
+                prompt_tokens = event.prompt_tokens
+                completion_tokens += event.completion_tokens
+                yield chunk([chunk_choice(chat, index, None, event.reason, None)])
     if include_usage:
         yield chunk([], usage=usage(prompt_tokens, completion_tokens))
     yield "data: [DONE]\n\n"
+
+
+def chunk_choice(
+    chat: bool, index: int, text: str | None, finish: str | None, logprobs, first: bool = False
+) -> dict:
+    if not chat:
+        legacy = completion_logprobs(logprobs) if logprobs is not None else None
+        return {"index": index, "text": text or "", "finish_reason": finish, "logprobs": legacy}
+    delta = {"role": "assistant", "content": ""} if first else {} if text is None else {"content": text}
+    content = {"content": chat_logprobs(logprobs), "refusal": None} if logprobs is not None else None
+    return {"index": index, "delta": delta, "finish_reason": finish, "logprobs": content}

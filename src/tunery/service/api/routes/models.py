@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from tunery.service.api.deps import CurrentProject, SessionDep
+from tunery.service.api.deps import CurrentProject, SessionDep, SettingsDep
 from tunery.service.domain import models
 from tunery.service.domain.lookups import get_model
 from tunery.service.schemas.common import Deleted, ListPage
@@ -14,8 +14,10 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
 @router.get("", response_model=ListPage[ModelPublic])
-def list_models(session: SessionDep, project: CurrentProject) -> ListPage[ModelPublic]:
-    return ListPage.of([ModelPublic.of(m) for m in models.list_models(session, project)])
+def list_models(session: SessionDep, project: CurrentProject, settings: SettingsDep) -> ListPage[ModelPublic]:
+    """The project's fine-tuned models, then the base models any key may chat with."""
+    bases = [ModelPublic(id=name, created=0, owned_by="tunery") for name in settings.inference_base_models]
+    return ListPage.of([ModelPublic.of(m) for m in models.list_models(session, project)] + bases)
 
 
 @router.get("/{model_id:path}", response_model=ModelPublic)
