@@ -2,6 +2,7 @@
 
 tunery export runs/demo --merged out/merged      # safetensors model plain transformers loads
 tunery export runs/demo --adapter out/adapter    # the PEFT adapter folder
+tunery export runs/demo --gguf out/model.gguf --quant q8_0 --ollama   # llama.cpp / Ollama / LM Studio
 tunery push runs/demo me/demo-model --dry-run    # lists what would go to the Hugging Face Hub
 """
 
@@ -30,16 +31,43 @@ def export(
     run: Annotated[str, typer.Argument(help="Run directory.")],
     merged: Annotated[Path | None, typer.Option(help="New folder for the merged model.")] = None,
     adapter: Annotated[Path | None, typer.Option(help="New folder for a copy of the PEFT adapter.")] = None,
+    gguf: Annotated[Path | None, typer.Option(help="New .gguf file: the merged model for llama.cpp.")] = None,
+    quant: Annotated[
+        str, typer.Option(help="GGUF tensor type: f32, f16, q8_0, q5_1, q5_0, q4_1, q4_0.")
+    ] = "f16",
+    ollama: Annotated[
+        bool, typer.Option(help="With --gguf: also write an Ollama Modelfile beside it.")
+    ] = False,
 ) -> None:
-    """Write the run's model as a merged model (--merged) and/or its adapter folder (--adapter)."""
-    if merged is None and adapter is None:
-        raise typer.BadParameter("give --merged OUT and/or --adapter OUT")
+    """Write the run's model as a merged model (--merged), its adapter folder (--adapter) and/or GGUF (--gguf)."""
+    if merged is None and adapter is None and gguf is None:
+        raise typer.BadParameter("give --merged OUT, --adapter OUT and/or --gguf OUT.gguf")
+    if ollama and gguf is None:
+        raise typer.BadParameter("--ollama writes a Modelfile for the GGUF file: give --gguf OUT.gguf too")
+    if gguf is not None:
+        export_gguf_file(run, gguf, quant, ollama)
     if adapter is not None:
         console.print(f"[bold green]adapter[/] {run} -> {copy_adapter(run, adapter)}")
     if merged is not None:
-        from tunery.merge import merge_run
+        from tunery.inference import merge_run
 
         console.print(f"[bold green]merged[/] {run} -> {merge_run(run, merged)}")
+
+
+def export_gguf_file(run: str, out: Path, quant: str, ollama: bool) -> None:
+    from tunery.gguf_export import check_target, export_gguf
+
+    check_target(out, quant)  # a bad --quant or a taken name fails before the merge
+    result = export_gguf(run, out, quant=quant, ollama=ollama)
+    console.print(
+        f"[bold green]gguf[/] {run} -> {result.path} ({result.architecture}, {quant}, {result.tensors} tensors)"
+    )
+    if result.fallbacks:
+        console.print(
+            f"  {len(result.fallbacks)} tensors kept in f16: their rows are shorter than a {quant} block"
+        )
+    if result.modelfile:
+        console.print(f"  Ollama: ollama create NAME -f {result.modelfile}")
 
 
 def copy_adapter(run_path: str | Path, out: Path) -> Path:
