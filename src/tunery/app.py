@@ -13,7 +13,8 @@ from fastapi import FastAPI
 
 from tunery import web
 from tunery.service.api import errors
-from tunery.service.api.routes import datasets, files, health, inference, jobs, models, registry, runs
+from tunery.service.api.routes import datasets, files, health, inference, jobs, keys, models, registry, runs
+from tunery.service.api.routes import exports as model_exports
 from tunery.service.limits import UploadLimit
 from tunery.settings import Settings
 from tunery.version import __version__
@@ -38,9 +39,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="tunery", version=__version__, lifespan=lifespan)
     errors.install(app)
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
-    for module in (health, files, jobs, models, datasets, runs, registry, inference):
+    for module in (health, files, jobs, models, datasets, runs, registry, keys, inference):
         app.include_router(module.router)
     app.include_router(files.report_router)
+    app.include_router(model_exports.router)
     web.mount(app)  # the web dashboard at /, over the same domain functions
     return app
 

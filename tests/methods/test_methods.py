@@ -15,8 +15,7 @@ import torch
 import tunery
 import tunery.training.recipe as recipe
 from tests.conftest import chat_rows, write_jsonl
-from tunery.inference import load_run_model
-from tunery.merge import CannotMerge, merge_run
+from tunery.inference import CannotMerge, load_run_model, merge_run
 from tunery.methods import METHODS, apply_method, get_method, run_files
 
 # (case id, config overrides): every method once, and LoRA's options.

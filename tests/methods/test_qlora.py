@@ -44,8 +44,7 @@ def files(tmp_path_factory):
 def test_qlora_trains_on_quantised_weights_and_reloads(bits, quantisable_model_dir, files, tmp_path):
     import bitsandbytes as bnb
 
-    from tunery.inference import load_run_model
-    from tunery.merge import merge_run
+    from tunery.inference import load_run_model, merge_run
 
     overrides = {"method": "qlora", "qlora": {"bits": bits}}
     run = tunery.train(method_config(quantisable_model_dir, files, tmp_path, overrides), quiet=True)

@@ -30,7 +30,12 @@ def check(
     """
     from tunery.cli.render_data import render_data_check
     from tunery.data import check_data, load_examples
+    from tunery.data.preference import is_preference_file
 
+    if format == "auto" and is_preference_file(path):  # chosen/rejected pairs or KTO rows
+        from tunery.cli.render_preference import check_preference_file
+
+        raise typer.Exit(check_preference_file(path, model, max_length, as_json))
     loaded = load_examples(path, format=format)
     count_tokens = None
     if model and loaded.format != "classification":

@@ -22,6 +22,13 @@ def train(
     load_best: Annotated[
         bool, typer.Option("--load-best", help="Keep the lowest-validation-loss adapter (train.load_best).")
     ] = False,
+    report_to: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--report-to",
+            help="Experiment tracker, repeatable: tensorboard, mlflow, wandb (train.report_to).",
+        ),
+    ] = None,
     nproc_per_node: Annotated[
         int,
         typer.Option(
@@ -46,6 +53,9 @@ def train(
     from tunery.launch import Launch, LaunchFailed, launch_training
 
     overrides = [*(set_ or []), *(["train.load_best=true"] if load_best else [])]
+    if report_to:
+        trackers = [name.strip() for item in report_to for name in item.split(",") if name.strip()]
+        overrides.append(f"train.report_to=[{', '.join(trackers)}]")
     source: str | dict[str, Any] | None = config if config or resume else {}
     launch = Launch(nproc_per_node, nnodes, node_rank, master_addr, master_port)
     if launch.world > 1 and "WORLD_SIZE" not in os.environ:  # not yet inside torchrun: launch it

@@ -37,11 +37,23 @@ def eval(  # noqa: A001 - the command is called eval
         str | None, typer.Option(help="Results folder eval/NAME (default: the data file's stem).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the evaluation summary as JSON.")] = False,
+    harness: Annotated[
+        str | None,
+        typer.Option(
+            help="lm-evaluation-harness tasks, comma-separated: run them instead (the [harness] extra)."
+        ),
+    ] = None,
+    harness_include: Annotated[
+        list[str] | None, typer.Option(help="A task YAML or a folder of them for --harness; repeatable.")
+    ] = None,
 ) -> None:
     """Evaluate a run and its base model: loss, perplexity, generation scores, format checks, forgetting.
 
     Writes RUN/eval/NAME/metrics.json and examples.jsonl (prompt, reference, base and tuned output, scores).
     """
+    if harness is not None:
+        _harness(run, harness, harness_include or [], base, limit, name, as_json)
+        return
     from tunery.evaluate.checks import CheckError, parse_check
 
     try:
@@ -54,6 +66,9 @@ def eval(  # noqa: A001 - the command is called eval
         run, data, with_base=base, limit=limit, max_new_tokens=max_new_tokens, checks=checks,
         temperature=temperature, top_p=top_p, seed=seed, name=name,
     )  # fmt: skip
+    if isinstance(evaluation, dict) and "preference" in evaluation:  # pairs: win rates, base vs tuned
+        typer.echo(json.dumps(evaluation, indent=2) if as_json else _preference_text(evaluation))
+        return
     if isinstance(evaluation, dict):  # a classification run: accuracy, F1, confusion matrix
         typer.echo(json.dumps(evaluation, indent=2) if as_json else _classification_text(evaluation))
         return
@@ -71,6 +86,27 @@ def eval(  # noqa: A001 - the command is called eval
         console.print(f"[dim]tuned[/]     {sample['tuned']}", highlight=False)
         console.print(f"[dim]reference[/] {sample['reference']}\n", highlight=False)
     console.print(f"[dim]per-example results: {Path(run) / 'eval' / evaluation.name}[/]")
+
+
+def _harness(run: str, tasks: str, include: list[str], base: bool, limit, name, as_json: bool) -> None:
+    """`tunery eval RUN --harness TASKS`: lm-eval scores, base and tuned, into RUN/eval/harness/."""
+    from tunery.evaluate.harness import harness_evaluate
+
+    names = [task.strip() for task in tasks.split(",") if task.strip()]
+    if not names:
+        raise typer.BadParameter("name at least one task", param_hint="--harness")
+    summary = harness_evaluate(run, names, include, with_base=base, limit=limit, name=name or "harness")
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    table = Table(title=summary["data"])
+    for column in ("metric", *(["base"] if summary["base"] else []), "tuned"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for metric, value in summary["tuned"].items():
+        base_value = [_number(summary["base"].get(metric))] if summary["base"] else []
+        table.add_row(metric, *base_value, _number(value))
+    console.print(table)
+    console.print(f"[dim]harness results: {Path(run) / 'eval' / (name or 'harness')}[/]")
 
 
 def scores_table(evaluation) -> Table:
@@ -100,6 +136,17 @@ def _classification_text(summary: dict) -> str:
     lines += [f"{name:>9}: {summary['tuned'][name]:.4f}" for name in ("accuracy", "macro_f1", "micro_f1")]
     lines += ["confusion (rows true, columns predicted): " + " ".join(scores["labels"])]
     lines += [f"{label:>12} {row}" for label, row in zip(scores["labels"], scores["confusion"], strict=True)]
+    return "\n".join(lines)
+
+
+def _preference_text(summary: dict) -> str:
+    """Win rates and log-probs down, base and tuned across (preference pairs)."""
+    base, tuned = summary["base"] or {}, summary["tuned"]
+    lines = [f"{summary['data']} ({summary['examples']} pairs)", f"{'metric':>20} {'base':>10} {'tuned':>10}"]
+    lines += [
+        f"{metric:>20} {_number(base.get(metric)):>10} {_number(value):>10}"
+        for metric, value in tuned.items()
+    ]
     return "\n".join(lines)
 
 
@@ -145,7 +192,7 @@ def merge(
     out: Annotated[str, typer.Argument(help="New folder for the merged model.")],
 ) -> None:
     """Merge the adapter into the base model: a safetensors model plain transformers loads."""
-    from tunery.merge import merge_run
+    from tunery.inference import merge_run
 
     path = merge_run(run, out)
     console.print(f"[bold green]merged[/] {run} -> {path}")

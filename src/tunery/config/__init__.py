@@ -147,6 +147,33 @@ class ClassificationConfig(_Section):
     )
 
 
+class PreferenceConfig(_Section):
+    """task=preference: the loss and its knobs (docs/preference.md)."""
+
+    loss: Literal["dpo", "ipo", "orpo", "simpo", "kto"] = Field(
+        "dpo",
+        description="dpo, ipo and kto compare with the starting model (reference log-probs computed once); "
+        "orpo and simpo need no reference; kto takes unpaired completions with a true/false label.",
+    )
+    beta: float = Field(
+        0.1, gt=0, description="Strength of the preference: 0.1 is usual for dpo/ipo/kto/orpo, ~2 for simpo."
+    )
+    label_smoothing: float = Field(
+        0.0, ge=0.0, lt=0.5, description="dpo: share of pairs assumed mislabelled (conservative DPO)."
+    )
+    simpo_gamma: float = Field(0.5, ge=0.0, description="simpo: target reward margin.")
+    orpo_lambda: float = Field(
+        0.1, gt=0, description="orpo: weight of the odds-ratio term beside the SFT loss."
+    )
+    kto_desirable_weight: float = Field(1.0, gt=0, description="kto: loss weight of desirable rows.")
+    kto_undesirable_weight: float = Field(1.0, gt=0, description="kto: loss weight of undesirable rows.")
+    init_from: str | None = Field(
+        None,
+        description="Start from a finished run (e.g. runs/<sft>): its adapter is merged into the base and "
+        "that model is also the reference; same as model.name: runs/<sft>.",
+    )
+
+
 class TrainConfig(_Section):
     epochs: float = Field(1.0, gt=0, description="Passes over the training data (fractions allowed).")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimiser steps.")
@@ -197,6 +224,50 @@ class TrainConfig(_Section):
     )
     log_every: int = Field(1, ge=1)
     threads: int | None = Field(None, ge=1, description="CPU threads (default: the cores available).")
+    report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
+        default_factory=list,
+        description="Experiment trackers that also get the metrics, config, dataset hashes and adapter "
+        "(the [tracking] extra; docs/tracking.md).",
+    )
+    tracking_tags: dict[str, str] = Field(
+        default_factory=dict,
+        description="Tags every tracker gets, e.g. {'team': 'search'}; jobs add their id.",
+    )
+
+    @field_validator("report_to")
+    @classmethod
+    def _each_tracker_once(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+
+class MlflowConfig(_Section):
+    """train.report_to: [mlflow]; docs/tracking.md."""
+
+    tracking_uri: str | None = Field(
+        None,
+        description="http(s)://host:port of an MLflow server, or a file/sqlite URI; default MLFLOW_TRACKING_URI, "
+        "else ./mlruns.",
+    )
+    experiment: str = Field("tunery", min_length=1, description="Experiment the run is logged under.")
+    # `register` is the key; the attribute has a trailing _ because BaseModel's metaclass has a register().
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, validate_by_name=True, validate_by_alias=True,
+        serialize_by_alias=True,
+    )  # fmt: skip
+    register_: bool = Field(
+        False,
+        alias="register",
+        description="Register the adapter in the model registry, its lineage as version tags.",
+    )
+    registered_model: str | None = Field(None, description="Registered model name (default: the experiment).")
+
+
+class WandbConfig(_Section):
+    """train.report_to: [wandb]; WANDB_MODE=offline writes the run to disk for a later `wandb sync`."""
+
+    project: str = Field("tunery", min_length=1)
+    entity: str | None = Field(None, description="W&B team or user (default: the API key's).")
+    name: str | None = Field(None, description="Run name in W&B (default: the tunery run's name).")
 
 
 class DistributedConfig(_Section):
@@ -240,8 +311,11 @@ class TuneryConfig(_Section):
     prompt: PromptConfig = Field(default_factory=PromptConfig)
     freeze: FreezeConfig = Field(default_factory=FreezeConfig)
     classification: ClassificationConfig = Field(default_factory=ClassificationConfig)
+    preference: PreferenceConfig = Field(default_factory=PreferenceConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    wandb: WandbConfig = Field(default_factory=WandbConfig)
     output_dir: str = Field("runs", description="Runs are written to output_dir/run_name.")
     run_name: str | None = Field(None, description="Default: <model>-<method>-<timestamp>.")
 

@@ -87,6 +87,12 @@ TASK_SPECS: tuple[TaskSpec, ...] = (
     TaskSpec("sft", "causal LM on chat/completion/text", "CAUSAL_LM", causal_lm=True),
     TaskSpec("classification", "a label per text", "SEQ_CLS", chat_template=False, labelled=True),
     TaskSpec("seq2seq", "encoder-decoder (T5/BART)", "SEQ_2_SEQ_LM"),
+    TaskSpec(
+        "preference",
+        "DPO/IPO/ORPO/SimPO on chosen/rejected pairs, KTO on labelled completions",
+        "CAUSAL_LM",
+        causal_lm=True,
+    ),
 )
 
 METHOD_NAMES: tuple[str, ...] = tuple(spec.name for spec in METHOD_SPECS)

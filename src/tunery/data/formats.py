@@ -49,6 +49,8 @@ SHAREGPT_ROLES = {
     "user": "user",
     "assistant": "assistant",
 }
+# Fields of preference rows (data/preference.py); SFT loading points such a file to task: preference.
+PREFERENCE_KEYS = ("chosen", "rejected", "preferred_output", "non_preferred_output")
 OUTPUT_KEYS = ("output", "response", "answer")
 INPUT_KEYS = ("input", "context")
 FORMAT_HINT = (
@@ -72,6 +74,11 @@ def load_examples(path: str | Path, format: str = "auto", split: str | None = No
             str(path), f"unknown format '{format}'", hint=f"use one of: auto, {', '.join(FORMATS)}"
         )
     rows = read_rows(path, split=split)
+    first = rows[0][1]
+    kto_row = "completion" in first and isinstance(first.get("label"), bool)
+    if kto_row or any(key in first for key in PREFERENCE_KEYS):
+        raise DataFileError(str(path), "holds preference rows (chosen/rejected or a true/false label), not SFT rows",
+                            hint="train them with task: preference (docs/preference.md)")  # fmt: skip
     fmt = detect_format(rows, path=path) if format == "auto" else format
     examples: list[Example] = []
     errors: list[RowError] = []

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tunery.data.formats import load_checked
+from tunery.data.preference import is_preference_file
 from tunery.data.tokenize import encode_examples
 from tunery.data.types import Example
 from tunery.evaluate.checks import FormatCheck, check_answer, parse_check, pass_rates
@@ -81,7 +82,8 @@ def evaluate_run(
 ) -> Evaluation | dict:  # fmt: skip
     """Evaluate a run (and its base model) and store the results in `eval/<name>/` of the run.
 
-    A task=classification run is scored by `evaluate_classifier`, whose summary (a dict) is returned.
+    A task=classification run is scored by `evaluate_classifier`, and a preference file (chosen/rejected
+    pairs) by `evaluate.preference.evaluate_preferences`; both return their summary (a dict).
 
     Generation is greedy unless `temperature` is given; sampling is seeded with
     `seed`, the same for base and tuned, so a rerun gives the same answers.
@@ -93,6 +95,10 @@ def evaluate_run(
     data_path = str(data_path or config.data.validation or config.data.train)
     if config.task == "classification":
         return evaluate_classifier(run, data_path, limit, name or Path(data_path).stem)
+    if is_preference_file(data_path):  # chosen/rejected pairs: win rates, base vs tuned (preference.py)
+        from tunery.evaluate.preference import evaluate_preferences
+
+        return evaluate_preferences(run.path, data_path, with_base, limit, name)
     format_checks = [parse_check(c) if isinstance(c, str) else c for c in checks]
     model, tokenizer = load_run_model(run.path)
     examples = load_checked(data_path, config.data.format).examples[:limit]

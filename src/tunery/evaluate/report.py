@@ -19,10 +19,12 @@ from tunery.evaluate.results import load_evaluations, load_examples
 from tunery.run import Run
 
 LOWER_IS_BETTER = {"loss", "perplexity", "general_perplexity"}
-NEUTRAL = {"response_chars", "response_tokens"}
+NEUTRAL = {"response_chars", "response_tokens", "logps_chosen", "logps_rejected"}
 SCORE_ORDER = (
     "loss", "perplexity", "general_perplexity", "exact_match", "rouge1", "rouge2", "rougeL", "bleu", "chrf",
     "accuracy", "macro_f1", "micro_f1", "response_chars", "response_tokens",
+    "win_rate", "win_rate_per_token", "reward_accuracy", "reward_margin", "logp_margin", "logps_chosen",
+    "logps_rejected",
 )  # fmt: skip
 
 
@@ -97,6 +99,7 @@ def evaluation_view(name: str, summary: dict, examples: list[dict]) -> dict:
 
 def score_rows(base: dict, tuned: dict) -> list[dict]:
     names = [n for n in SCORE_ORDER if tuned.get(n) is not None]
+    names += [n for n, v in tuned.items() if "/" in n and isinstance(v, int | float)]  # lm-eval's task/metric
     rows = [_row(name, base.get(name), tuned[name]) for name in names]
     formats = tuned.get("formats") or {}
     rows += [_row(f"format {n}", (base.get("formats") or {}).get(n), formats[n]) for n in formats]

@@ -26,9 +26,10 @@ from tunery.data.batching import collate, plan_batches, split_by_tokens, supervi
 from tunery.data.prepare import PreparedData
 from tunery.data.tokenize import EncodedData, ensure_chat_template
 from tunery.errors import TuneryError
+from tunery.inference import starting_model
 from tunery.methods import Method, apply_method, count_parameters, get_method
 from tunery.methods.weights import save_weights
-from tunery.models import load_tokenizer, pick_device, pick_dtype, resolve_model, set_threads
+from tunery.models import load_tokenizer, pick_device, pick_dtype, set_threads
 from tunery.nn.fused_lora import use_fused_lora
 from tunery.nn.loss import mean_loss, summed_loss
 from tunery.run import Run
@@ -43,6 +44,7 @@ from tunery.training.checkpoint import (
 from tunery.training.memory import explains_out_of_memory
 from tunery.training.overfitting import overfitting_warning
 from tunery.training.progress import Progress
+from tunery.training.tracking import Trackers, open_trackers
 
 log = logging.getLogger("tunery.training")
 
@@ -86,6 +88,8 @@ def train(
         return finish(t)
     except BaseException as err:
         run.update_record(status="failed", error=f"{type(err).__name__}: {err}")
+        if t is not None:
+            t.trackers.finish(completed=False)
         log.error("run failed: %s", err)
         raise
     finally:
@@ -127,6 +131,7 @@ class Training:
     clock: Clock
     state: LoopState = field(default_factory=LoopState)
     parts: Any = None  # the task's loss parts, set when the loop starts
+    trackers: Trackers = field(default_factory=Trackers)  # train.report_to; empty on ranks other than 0
 
     @property
     def pad_id(self) -> int:
@@ -143,10 +148,11 @@ def set_up(run: Run, cfg: TuneryConfig, resuming: bool) -> Training:
     threads = set_threads(cfg.train.threads)
     ranks, device = distributed.setup(cfg.distributed, cfg.train.threads, pick_device(cfg.model.device))
     dtype = pick_dtype(cfg.model.dtype, device)
-    model_path = resolve_model(cfg.model.name)
+    model_path, parent = starting_model(cfg)  # a run folder (init_from) is merged into a model folder once
     method, task = get_method(cfg.method), get_task(cfg.task)
     options = method.options(cfg)
     method.check(options, device)  # before any weight loads: a refusal costs nothing
+    trackers = open_trackers(cfg, ranks.main)  # an unreachable tracker fails here too
     tokenizer = load_tokenizer(model_path, cfg.model.trust_remote_code)
     if task.SPEC.chat_template and ensure_chat_template(tokenizer):
         log.info("the model has no chat template; using ChatML")
@@ -156,6 +162,8 @@ def set_up(run: Run, cfg: TuneryConfig, resuming: bool) -> Training:
     model = task.load_model(model_path, device, dtype, cfg, labels, **method.load_kwargs(options, device))
     total_steps = count_steps(cfg, len(data.train.examples))
     model = prepare_model(model, cfg, total_steps)
+    if hasattr(task, "before_training"):  # preference: reference log-probs from the starting weights
+        task.before_training(model, data, cfg, f"{model_path}|{dtype}")
     trainable, total = count_parameters(model)
     model = distributed.wrap(model, ranks, cfg.distributed)
     optimizer, scheduler = build_optimizer(model, method, options, cfg, total_steps)
@@ -164,6 +172,7 @@ def set_up(run: Run, cfg: TuneryConfig, resuming: bool) -> Training:
         run, cfg, method, options, task, ranks, device, tokenizer, data, model, optimizer, scheduler,
         total_steps, clock,
     )  # fmt: skip
+    t.trackers = trackers
     if resuming:
         resume_from_checkpoint(t)
     run.update_record(
@@ -177,7 +186,9 @@ def set_up(run: Run, cfg: TuneryConfig, resuming: bool) -> Training:
         data=data.summary(),
         versions=package_versions(),
         total_steps=total_steps,
+        **({"parent": parent} if parent else {}),
     )
+    trackers.start(run, cfg, data.sources)
     log.info(
         "training %s with %s: %d of %d parameters trainable (%.2f%%), %d steps, %s %s, %d threads",
         cfg.model.name, cfg.method, trainable, total, 100 * trainable / total, total_steps, device, dtype, threads,
@@ -273,11 +284,20 @@ def log_step(t: Training, progress: Progress, loss: float) -> None:
         clock.first_step_seconds = round(time.perf_counter() - clock.setup_started, 3)
     tokens_per_s = clock.tokens_per_s(state.tokens_seen)
     progress.update(state.global_step, loss=loss, tokens_per_s=tokens_per_s)
+    task_metrics = take_task_metrics(t.parts)  # every step, so each logged row covers its own step
     if state.global_step % t.cfg.train.log_every == 0:
-        t.run.log_metrics(
+        row = dict(
             step=state.global_step, epoch=state.epoch, loss=round(loss, 6), lr=t.scheduler.get_last_lr()[0],
-            tokens_per_s=round(tokens_per_s, 2), supervised_tokens=state.tokens_seen,
+            tokens_per_s=round(tokens_per_s, 2), supervised_tokens=state.tokens_seen, **task_metrics,
         )  # fmt: skip
+        t.run.log_metrics(**row)
+        t.trackers.log(state.global_step, row)
+
+
+def take_task_metrics(parts, prefix: str = "") -> dict:
+    """A task loss's own metrics since the last call (preference: reward accuracy, margin, log-probs)."""
+    take = getattr(parts, "take_metrics", None)
+    return {f"{prefix}{name}": value for name, value in take().items()} if take else {}
 
 
 def checkpoint_if_due(t: Training, epoch_ends: bool, last: bool) -> None:
@@ -311,7 +331,16 @@ def finish(t: Training) -> Run:
         scores = cast(LabelledTask, t.task).scores(t.model, t.data, t.pad_id, t.cfg.train.batch_size)
         run.update_record(metrics=run.metrics | scores)
         log.info("validation: %s", scores)
+    finish_tracking(t.trackers, run)
     return run
+
+
+def finish_tracking(trackers: Trackers, run: Run) -> None:
+    """The final metrics (prefixed final/), the adapter and run.json as artifacts, then close."""
+    trackers.log(run.metrics.get("steps") or 0, {f"final/{k}": v for k, v in run.metrics.items()})
+    trackers.artifact(run.adapter_dir, "model")
+    trackers.artifact(run.path / "run.json", "report")
+    trackers.finish(completed=True)
 
 
 def final_metrics(t: Training, history: list[dict], elapsed: float, adapter_step: int) -> dict:
@@ -414,8 +443,11 @@ def evaluate_during_training(t: Training) -> None:
     if t.data.validation is None:
         return
     state, train = t.state, t.cfg.train
+    take_task_metrics(t.parts)  # drop training rows not logged yet
     loss = mean_loss(t.model, t.parts, t.data.validation.examples, t.pad_id, train.batch_size)
-    t.run.log_metrics(step=state.global_step, epoch=state.epoch, val_loss=round(loss, 6))
+    extra = take_task_metrics(t.parts, prefix="val_")
+    t.run.log_metrics(step=state.global_step, epoch=state.epoch, val_loss=round(loss, 6), **extra)
+    t.trackers.log(state.global_step, {"val_loss": round(loss, 6), **extra})
     log.info("step %d: validation loss %.4f", state.global_step, loss)
     if state.overfitting_step is None:
         warn_if_overfitting(t.run, train.overfitting_patience, state)

@@ -14,12 +14,14 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 
+from tunery.jobs.lifecycle import shown_status
 from tunery.service.api.deps import DispatcherDep, SessionDep, SettingsDep
 from tunery.service.api.streaming import as_response
-from tunery.service.domain import datasets, files, inference, jobs, models
+from tunery.service.domain import datasets, exports, files, inference, jobs, models
 from tunery.service.domain.lookups import get_job
 from tunery.service.errors import ApiError
 from tunery.service.schemas.datasets import DatasetVersionReport
+from tunery.service.schemas.exports import ExportRequest
 from tunery.service.schemas.files import FilePublic
 from tunery.service.schemas.inference import ChatRequest
 from tunery.service.schemas.jobs import JobCreate, JobPublic
@@ -125,7 +127,7 @@ def cancel_job(job_id: str, session: SessionDep, project: ActionProject) -> JobP
 def job_statuses(session: SessionDep, project: ActionProject) -> list[dict]:
     """The Jobs page's live column: id, status and model of the newest 100 jobs."""
     listed, _ = jobs.list_jobs(session, project, limit=100)
-    return [{"id": j.id, "status": j.status, "fine_tuned_model": j.fine_tuned_model} for j in listed]
+    return [{"id": j.id, "status": shown_status(j), "fine_tuned_model": j.fine_tuned_model} for j in listed]
 
 
 @router.get("/jobs/{job_id}/stream")
@@ -174,6 +176,32 @@ def export_adapter(id: str, session: SessionDep, project: ActionProject, setting
         media_type="application/zip",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
+
+
+@router.post("/models/export-gguf", status_code=202)
+def export_gguf(
+    id: str, body: ExportRequest, session: SessionDep, project: ActionProject, settings: SettingsDep
+) -> dict:
+    """The model page's "Export GGUF" button: the API's background export (`exports.start_export`)."""
+    return exports.start_export(session, project, settings, id, body.format, body.quant)
+
+
+@router.get("/models/exports/{export_id}")
+def export_status(
+    id: str, export_id: str, session: SessionDep, project: ActionProject, settings: SettingsDep
+) -> dict:
+    return exports.read_export(session, project, settings, id, export_id)
+
+
+@router.get("/models/exports/{export_id}/file")
+def export_download(
+    id: str, export_id: str, session: SessionDep, project: ActionProject, settings: SettingsDep
+):
+    from fastapi.responses import FileResponse
+
+    path = exports.export_file(session, project, settings, id, export_id)
+    filename = id.replace(":", "_").replace("/", "_") + ".gguf"
+    return FileResponse(path, media_type="application/octet-stream", filename=filename)
 
 
 @router.post("/models/delete")

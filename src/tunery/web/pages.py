@@ -7,10 +7,11 @@ schemas, so the dashboard shows exactly what the API answers, per project.
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -26,12 +27,21 @@ from tunery.service.schemas.models import ModelLineage
 from tunery.service.schemas.runs import Evaluation
 from tunery.web.auth import (
     COOKIE,
+    CSRF_FIELD,
     LIFETIME_SECONDS,
+    SIGN_IN_COOKIE,
     PageProject,
+    check_csrf,
+    check_same_origin,
+    check_sign_in_form,
+    end_session,
     key_of_sign_in,
     safe_next,
     secret_of,
-    session_cookie,
+    sent_csrf_token,
+    sign_in_token,
+    signed_in,
+    start_session,
 )
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -51,6 +61,8 @@ router = APIRouter(include_in_schema=False)
 
 
 def render(request: Request, template: str, status_code: int = 200, **context) -> HTMLResponse:
+    """A page; its forms and scripts get the session's CSRF token (a meta tag and hidden fields)."""
+    context.setdefault("csrf_token", getattr(request.state, "csrf_token", ""))
     response = TEMPLATES.TemplateResponse(request, template, context, status_code=status_code)
     response.headers.update(SECURITY_HEADERS)
     return response
@@ -72,7 +84,26 @@ def home() -> RedirectResponse:
 
 @router.get("/signin")
 def sign_in_page(request: Request, next: str = "/jobs") -> HTMLResponse:
-    return render(request, "signin.html", next=safe_next(next), error=None)
+    return sign_in_form(request, next, error=None)
+
+
+def sign_in_form(request: Request, next_path: str, error: str | None, status_code: int = 200) -> HTMLResponse:
+    """The form with a fresh nonce cookie and its HMAC in a hidden field: a sign-in must come from here."""
+    nonce = secrets.token_urlsafe(24)
+    token = sign_in_token(secret_of(request), nonce)
+    response = render(
+        request,
+        "signin.html",
+        status_code=status_code,
+        next=safe_next(next_path),
+        error=error,
+        csrf_token=token,
+    )
+    response.set_cookie(
+        SIGN_IN_COOKIE, nonce, max_age=3600, httponly=True, samesite="strict",
+        secure=request.url.scheme == "https", path="/signin",
+    )  # fmt: skip
+    return response
 
 
 @router.post("/signin")
@@ -81,22 +112,38 @@ def sign_in(
     session: SessionDep,
     api_key: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "/jobs",
+    csrf_token: Annotated[str, Form(alias=CSRF_FIELD)] = "",
 ) -> Response:
-    """Check the key once; the browser keeps a signed cookie naming the key's row, never the key."""
+    """Check the key once; the browser keeps a session cookie naming a server-side session, never the key."""
+    try:
+        check_sign_in_form(request, csrf_token)
+    except ApiError as err:
+        return sign_in_form(request, next, error=err.message, status_code=err.status)
     key = key_of_sign_in(session, api_key)
     if key is None:
         message = "That API key is not valid. Create one with: tunery keys create --project NAME"
-        return render(request, "signin.html", status_code=401, next=safe_next(next), error=message)
+        return sign_in_form(request, next, error=message, status_code=401)
+    token = start_session(session, key.id)
+    session.commit()
     response = RedirectResponse(safe_next(next), status_code=303)
     response.set_cookie(
-        COOKIE, session_cookie(secret_of(request), key.id), max_age=LIFETIME_SECONDS,
-        httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/",
+        COOKIE, token, max_age=LIFETIME_SECONDS, httponly=True, samesite="strict",
+        secure=request.url.scheme == "https", path="/",
     )  # fmt: skip
+    response.delete_cookie(SIGN_IN_COOKIE, path="/signin")
     return response
 
 
 @router.post("/signout")
-def sign_out() -> RedirectResponse:
+def sign_out(request: Request, sent: Annotated[str | None, Depends(sent_csrf_token)]) -> Response:
+    """End the session in the table, not just in this browser: the old cookie opens nothing afterwards."""
+    check_same_origin(request)
+    token = request.cookies.get(COOKIE)
+    with request.app.state.sessions.begin() as db:
+        found = signed_in(db, token)
+        if found is not None:
+            check_csrf(found[0].csrf_token, sent)
+            end_session(db, token)
     response = RedirectResponse("/signin", status_code=303)
     response.delete_cookie(COOKIE, path="/")
     return response
@@ -133,7 +180,9 @@ def new_job_page(
     request: Request, session: SessionDep, project: PageProject, model: str | None = None
 ) -> HTMLResponse:
     """The job form; `?model=` fills in the base model."""
-    from tunery.config import ModelConfig, TrainConfig
+    from typing import get_args
+
+    from tunery.config import ModelConfig, PreferenceConfig, TrainConfig
     from tunery.config.registry import METHOD_SPECS
 
     methods = [(spec.name, spec.summary) for spec in METHOD_SPECS]
@@ -148,7 +197,8 @@ def new_job_page(
     return render(
         request, "job_new.html", project=project, methods=methods, versions=versions, files=uploaded,
         bases=bases, model=model or (bases[0] if bases else ModelConfig.model_fields["name"].default),
-        train=TrainConfig.model_fields,
+        train=TrainConfig.model_fields, losses=get_args(PreferenceConfig.model_fields["loss"].annotation),
+        preference=PreferenceConfig.model_fields,
     )  # fmt: skip
 
 
@@ -172,7 +222,9 @@ def job_page(
 @router.get("/models")
 def models_page(request: Request, session: SessionDep, project: PageProject) -> HTMLResponse:
     entries = [ModelLineage.of(m) for m in models.list_models(session, project)]
-    return render(request, "models.html", project=project, models=entries)
+    from tunery.gguf_export import QUANTS
+
+    return render(request, "models.html", project=project, models=entries, gguf_quants=list(QUANTS))
 
 
 @router.get("/compare")

@@ -32,12 +32,20 @@ class InvalidFileError(TuneryError):
     code = "invalid_file"
 
 
+MAX_FILENAME = 255  # what file systems allow; longer names only break tables and logs
+
+
 def store_upload(
     session: Session, project: str, settings: Settings, source: BinaryIO, filename: str | None, purpose: str
 ) -> File:
     """Check and keep an upload (purpose `fine-tune`); 400 with the data checker's report if any row is bad."""
     if purpose != "fine-tune":
         raise ApiError(400, f"purpose '{purpose}' is not supported; use 'fine-tune'", param="purpose")
+    if filename is not None and len(filename) > MAX_FILENAME:
+        raise ApiError(
+            400, f"the file name is {len(filename)} characters; at most {MAX_FILENAME} are accepted: rename the file",
+            code="filename_too_long", param="file",
+        )  # fmt: skip
     filename = display_name(filename)
     suffix = Path(filename).suffix.lower() or ".jsonl"
     if suffix not in SUFFIXES:
@@ -107,8 +115,11 @@ def copy_at_most(source: BinaryIO, target: IO[bytes], limit: int) -> bool:
 def check_upload(path: Path, filename: str) -> dict[str, Any]:
     """The data checker's report as a dict; raises a 400 `ApiError` carrying it when rows are bad."""
     from tunery.data import DataFileError, check_data, load_examples
+    from tunery.data.preference import is_preference_file
 
     try:
+        if is_preference_file(path):  # chosen/rejected pairs or KTO rows: for task preference (method dpo)
+            return check_preference_upload(path, filename)
         loaded = load_examples(path)
     except DataFileError as err:
         reason = str(err).replace(str(path), filename)
@@ -119,6 +130,27 @@ def check_upload(path: Path, filename: str) -> dict[str, Any]:
         errors = report["errors"]
         shown = "; ".join(f"line {e['line']}: {e['reason']}" for e in errors[:5]) or "no rows"
         message = f"invalid file: {len(errors)} of {report['rows']} rows have errors ({shown})"
+        raise refusal(InvalidFileError(message), param="file", report=report)
+    return report
+
+
+def check_preference_upload(path: Path, filename: str) -> dict[str, Any]:
+    """A preference file's report (data/preference_check.py); a 400 naming each bad row's line and field."""
+    from tunery.data.preference import load_preferences
+    from tunery.data.preference_check import check_preferences
+
+    loaded = load_preferences(path)
+    loaded.path = filename
+    report = check_preferences(loaded).to_dict()
+    # The keys a dataset version reads (data/versions.py), and the format the job checks for.
+    report |= {"format": f"preference/{report['format']}", "near_duplicates": []}
+    if not report["ok"] or report["valid_rows"] == 0:
+        errors = report["errors"]
+        shown = "; ".join(
+            f"line {e['line']}" + (f", field '{e['field']}'" if e["field"] else "") + f": {e['reason']}"
+            for e in errors[:5]
+        )
+        message = f"invalid file: {len(errors)} of {report['rows']} rows have errors ({shown or 'no rows'})"
         raise refusal(InvalidFileError(message), param="file", report=report)
     return report
 

@@ -9,6 +9,7 @@ A request becomes a resolved training config here, so a bad one is refused befor
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,11 +18,23 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tunery.config import DEFAULT_LR  # learning_rate_multiplier scales it
-from tunery.jobs.lifecycle import add_event, cancel, model_id, transition
+from tunery.jobs.lifecycle import FINISHED, add_event, cancel, model_id, shown_status, transition
 from tunery.models import ModelNotFoundError
+from tunery.service.domain.integrations import tracking_settings
 from tunery.service.domain.lookups import fetch_page, get_file, get_job
 from tunery.service.errors import ApiError, not_found, refusal
-from tunery.service.schemas.jobs import Hyperparameters, JobCreate, Method, SupervisedMethod
+from tunery.service.schemas.jobs import (
+    MAX_BATCH_SIZE,
+    MAX_EPOCHS,
+    MAX_LR_MULTIPLIER,
+    DpoHyperparameters,
+    Hyperparameters,
+    JobCreate,
+    Method,
+    ResolvedHyperparameters,
+    ResolvedMethod,
+    SupervisedMethod,
+)
 from tunery.settings import Settings
 from tunery.store.tables import Checkpoint, Event, File, Job, new_id
 
@@ -52,14 +65,20 @@ def create_job(
     job_id = new_id("ftjob")
     check_model(request.model, settings)
     config = job_config(
-        request, hyper, job_id, settings.artifacts, training.path, validation.path if validation else None
-    )
+        request, hyper, job_id, settings.artifacts, training.path, validation.path if validation else None,
+        project=project,
+    )  # fmt: skip
     if config["model"]["trust_remote_code"] and not settings.allow_trust_remote_code:
         raise ApiError(
             400, "tunery.model.trust_remote_code would run the model repository's code on this server, "
             "which does not allow it (TUNERY_ALLOW_TRUST_REMOTE_CODE)",
             code="trust_remote_code_not_allowed", param="tunery.model.trust_remote_code",
         )  # fmt: skip
+    check_ceilings(config, settings, training.rows)
+    for file, param in ((training, "training_file"), (validation, "validation_file")):
+        if file is not None:
+            check_file_task(config["task"], file, param)
+    check_device(config["model"]["device"], settings)
     if request.resources and request.resources.gpus > 1:
         check_batch_splits(config, request.resources.gpus)
     job = _job_row(project, request, job_id, config, training, validation)
@@ -80,8 +99,12 @@ def requested_hyperparameters(request: JobCreate) -> Hyperparameters:
     method = request.method or Method(
         type="supervised", supervised=SupervisedMethod(hyperparameters=request.hyperparameters)
     )
+    if method.type == "dpo":  # preference pairs; beta is read by `preference_extension`
+        return (method.dpo and method.dpo.hyperparameters) or DpoHyperparameters()
     if method.type != "supervised":
-        raise ApiError(400, f"method '{method.type}' is not supported yet; use 'supervised'", param="method")
+        raise ApiError(
+            400, f"method '{method.type}' is not supported yet; use 'supervised' or 'dpo'", param="method"
+        )
     return (
         (method.supervised and method.supervised.hyperparameters)
         or request.hyperparameters
@@ -94,12 +117,15 @@ def _job_row(
 ) -> Job:
     """The job's row, its hyperparameters as the config resolved them ("auto" filled in)."""
     epochs = config["train"]["epochs"]
-    resolved = Hyperparameters(
+    resolved = ResolvedHyperparameters(
         batch_size=config["train"]["batch_size"],
         learning_rate_multiplier=config["train"]["lr"] / DEFAULT_LR,
         n_epochs=int(epochs) if float(epochs).is_integer() else epochs,
     )
-    method = Method(type="supervised", supervised=SupervisedMethod(hyperparameters=resolved))
+    method = ResolvedMethod(type="supervised", supervised={"hyperparameters": resolved.model_dump()})
+    if request.method and request.method.type == "dpo":
+        method = ResolvedMethod(type="dpo", dpo={"hyperparameters": {**resolved.model_dump(),
+                                                                     "beta": config["preference"]["beta"]}})  # fmt: skip
     return Job(
         id=job_id, project=project, model=request.model, training_file=training.id,
         validation_file=validation.id if validation else None, suffix=request.suffix, seed=config["train"]["seed"],
@@ -107,6 +133,32 @@ def _job_row(
         metadata_=request.metadata, status="validating_files", run_dir=f"jobs/{job_id}",
         resources=(request.resources.model_dump() if request.resources else None),
     )  # fmt: skip
+
+
+def preference_extension(extension: dict, hyper: Hyperparameters) -> None:
+    """`method.type = "dpo"`: task preference, loss dpo (or `tunery.preference.loss`), OpenAI's beta."""
+    if extension.get("task", "preference") != "preference":
+        raise ApiError(
+            400, "method 'dpo' trains task 'preference'; leave tunery.task out", param="tunery.task"
+        )
+    extension["task"] = "preference"
+    preference = extension.setdefault("preference", {})
+    beta = getattr(hyper, "beta", None)
+    if isinstance(preference, dict) and isinstance(beta, int | float):
+        preference["beta"] = beta
+
+
+def check_file_task(task: str, file: File, param: str) -> None:
+    """Preference pairs train task preference (method dpo) and nothing else; refused here, not at run time."""
+    pairs = str(file.format).startswith("preference/")
+    if pairs and task != "preference":
+        raise ApiError(400, f"{param} {file.id} holds preference rows ({file.format}); train it with "
+                       "method {\"type\": \"dpo\"} or tunery.task \"preference\"",
+                       code="invalid_training_file", param=param)  # fmt: skip
+    if task == "preference" and not pairs:
+        raise ApiError(400, f"{param} {file.id} is a {file.format} file; preference training needs pairs "
+                       "(input.messages, preferred_output, non_preferred_output)",
+                       code="invalid_training_file", param=param)  # fmt: skip
 
 
 def check_model(name: str, settings: Settings) -> None:
@@ -134,7 +186,13 @@ def _train_section(extension: dict, hyper: Hyperparameters, seed: int | None) ->
 
 
 def job_config(
-    request: JobCreate, hyper: Hyperparameters, job_id: str, root: Path, train: str, valid: str | None
+    request: JobCreate,
+    hyper: Hyperparameters,
+    job_id: str,
+    root: Path,
+    train: str,
+    valid: str | None,
+    project: str | None = None,
 ) -> dict[str, Any]:
     """The job's training config: the `tunery` extension, OpenAI's hyperparameters on top, the job's own paths."""
     from tunery.config import ConfigError, load_config
@@ -154,6 +212,11 @@ def job_config(
     if "train" in data or "validation" in data:
         raise ApiError(400, "the data files are training_file and validation_file", param="tunery.data")
     train_section = _train_section(extension, hyper, request.seed)
+    if request.method and request.method.type == "dpo":
+        preference_extension(extension, hyper)
+    tracking = tracking_settings(request.integrations, job_id, project)  # OpenAI's integrations
+    train_section |= {k: tracking.pop(k) for k in ("report_to", "tracking_tags") if k in tracking}
+    extension |= tracking
     data["train"] = str(root / train)
     if valid:
         data["validation"] = str(root / valid)
@@ -163,6 +226,70 @@ def job_config(
         return load_config(raw).model_dump()
     except ConfigError as err:
         raise refusal(err, param="tunery") from None
+
+
+def ceilings(settings: Settings) -> list[tuple[str, str, float]]:
+    """(section, key, most allowed): what a job can ever run within on this server (settings)."""
+    return [
+        ("train", "max_steps", settings.max_job_steps),
+        ("train", "threads", settings.max_job_threads),
+        ("train", "epochs", MAX_EPOCHS),
+        ("train", "batch_size", MAX_BATCH_SIZE),
+        ("train", "lr", DEFAULT_LR * MAX_LR_MULTIPLIER),
+        ("lora", "r", settings.max_job_lora_rank),
+        ("data", "max_length", settings.max_job_length),
+    ]
+
+
+def check_ceilings(config: dict[str, Any], settings: Settings, rows: int) -> None:
+    """Refuse at creation what would fail later or run forever: each value, and the steps it adds up to."""
+    for section, key, most in ceilings(settings):
+        value = (config.get(section) or {}).get(key)
+        if isinstance(value, int | float) and not (value <= most):  # `not <=` also catches NaN
+            raise ApiError(
+                400, f"tunery.{section}.{key} is {value}; this server allows at most {most:g}",
+                code="over_server_limit", param=f"tunery.{section}.{key}",
+            )  # fmt: skip
+    train = config["train"]
+    if train.get("max_steps") is None:
+        per_epoch = -(-max(rows, 1) // (train["batch_size"] * train.get("grad_accum", 1)))
+        steps = per_epoch * train["epochs"]
+        if steps > settings.max_job_steps:
+            raise ApiError(
+                400, f"{train['epochs']:g} epochs over {rows} rows is about {steps:.0f} steps; this server "
+                f"allows at most {settings.max_job_steps} (fewer epochs, or set tunery.train.max_steps)",
+                code="over_server_limit", param="hyperparameters.n_epochs",
+            )  # fmt: skip
+
+
+DEVICE = re.compile(r"(auto|cpu|mps|cuda)(:\d{1,3})?")
+
+
+def check_device(device: str, settings: Settings) -> None:
+    """`tunery.model.device` must exist where the job runs: checked here for the local worker (Celery
+    workers are other machines: `resources.gpus` routes those)."""
+    match = DEVICE.fullmatch(device)
+    if match is None:
+        raise ApiError(400, f"unknown device '{device[:40]}': use auto, cpu, cuda, cuda:N or mps",
+                       code="device_not_found", param="tunery.model.device")  # fmt: skip
+    if settings.broker_url or match.group(1) in ("auto", "cpu"):
+        return
+    found = local_devices(match.group(1))
+    index = int(match.group(2)[1:]) if match.group(2) else 0
+    if index >= found:
+        raise ApiError(
+            400, f"device {device} does not exist on this server ({found} {match.group(1)} device(s)); "
+            "use auto or cpu", code="device_not_found", param="tunery.model.device",
+        )  # fmt: skip
+
+
+def local_devices(kind: str) -> int:
+    """How many devices of a kind this machine has (torch is imported only when a job asks for one)."""
+    import torch
+
+    if kind == "mps":
+        return int(torch.backends.mps.is_available())
+    return torch.cuda.device_count()
 
 
 def check_batch_splits(config: dict[str, Any], gpus: int) -> None:
@@ -187,10 +314,18 @@ def list_jobs(
 
 
 def cancel_job(session: Session, project: str, job_id: str) -> Job:
-    """Stop the job; a running one's training process group is signalled by its runner within a second."""
+    """Stop the job; a running one's training process group is signalled by its runner within a second.
+
+    The answer says `cancelled` at once (as OpenAI's does); cancelling a finished job (succeeded, failed
+    or already cancelled) is a 400 `job_finished`, the same for all three."""
     job = get_job(session, project, job_id)
-    if job.status in ("succeeded", "failed"):
-        raise ApiError(400, f"job {job_id} has already {job.status}", code="job_finished")
+    status = shown_status(job)
+    if status in FINISHED:  # as OpenAI: only a job still validating, queued or running can be cancelled
+        raise ApiError(
+            400,
+            f"job {job_id} is already {status}: only an unfinished job can be cancelled",
+            code="job_finished",
+        )
     cancel(session, job)
     session.commit()
     return job

@@ -1,10 +1,15 @@
 // Small helpers shared by the dashboard's pages; requests go to this server only.
 "use strict";
 window.tunery = {
+  // The session's CSRF token (a meta tag of every page): every change this page asks for carries it.
+  csrfHeaders(headers = {}) {
+    const meta = document.querySelector('meta[name="csrf-token"]');
+    return { ...headers, "X-CSRF-Token": meta ? meta.content : "" };
+  },
   // POST JSON; resolves to {ok, status, body} where body is the parsed JSON answer.
   async postJSON(url, payload) {
     const response = await fetch(url, {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(payload),
+      method: "POST", headers: window.tunery.csrfHeaders({ "Content-Type": "application/json" }), body: JSON.stringify(payload),
       credentials: "same-origin",
     });
     let body = null;

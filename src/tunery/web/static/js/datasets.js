@@ -9,7 +9,9 @@ document.addEventListener("DOMContentLoaded", () => {
       const data = new FormData();
       data.append("file", file, file.name);
       result.innerHTML = `<p role="status">Checking ${file.name.replace(/[<>&"]/g, "")}…</p>`;
-      const response = await fetch("/ui/files", { method: "POST", body: data, credentials: "same-origin" });
+      const response = await fetch("/ui/files", {
+        method: "POST", body: data, credentials: "same-origin", headers: window.tunery.csrfHeaders(),
+      });
       result.innerHTML = await response.text(); // server-rendered (escaped) report fragment
       result.dataset.state = response.ok ? "accepted" : "refused";
       if (response.status === 401) window.location.assign("/signin?next=/datasets");

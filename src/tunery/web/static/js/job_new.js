@@ -42,6 +42,12 @@ function buildRequest(el) {
   }
   if (Object.keys(hyper).length) request.method = { type: "supervised", supervised: { hyperparameters: hyper } };
   const tunery = { method: value("method") };
+  if (value("task") === "preference") {
+    // dpo is OpenAI's method "dpo"; the other losses are tunery's own keys (docs/preference.md).
+    const loss = value("preference-loss");
+    if (loss === "dpo") request.method = { type: "dpo", dpo: { hyperparameters: hyper } };
+    else { tunery.task = "preference"; tunery.preference = { loss }; }
+  }
   el.querySelectorAll("input[name*='.']").forEach((input) => {
     const n = numberOf(input);
     if (n !== null && !input.closest("[hidden]")) setNested(tunery, input.name, n);
@@ -83,6 +89,9 @@ function describeMethod(el) {
   el.querySelectorAll("[data-for-methods]").forEach((group) => {
     group.hidden = !group.dataset.forMethods.split(" ").includes(select.value);
   });
+  el.querySelectorAll("[data-for-task]").forEach((group) => {
+    group.hidden = group.dataset.forTask !== el.querySelector("#task").value;
+  });
   const model = el.querySelector("#model").value.trim();
   const rows = estimates[model];
   const target = el.querySelector("#method-estimate");
@@ -110,6 +119,7 @@ document.addEventListener("DOMContentLoaded", () => {
   if (!el) return;
   let timer = null;
   el.querySelector("#method").addEventListener("change", () => describeMethod(el));
+  el.querySelector("#task").addEventListener("change", () => describeMethod(el));
   el.querySelector("#model").addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(() => loadEstimates(el), 600); });
   describeMethod(el);
   loadEstimates(el);

@@ -38,7 +38,7 @@ async function streamAnswer(model, settings, message) {
   panel.dataset.chunks = "0";
   const messages = settings.system ? [{ role: "system", content: settings.system }, ...history] : history;
   const response = await fetch("/ui/chat", {
-    method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" },
+    method: "POST", credentials: "same-origin", headers: window.tunery.csrfHeaders({ "Content-Type": "application/json" }),
     body: JSON.stringify({ model, messages, stream: true, max_tokens: settings.maxTokens, temperature: settings.temperature }),
   });
   if (!response.ok) {
