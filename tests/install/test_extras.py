@@ -82,33 +82,29 @@ def test_an_installed_extra_is_not_refused():
     require_extra("service", "tunery serve")
 
 
-def test_a_missing_extra_names_the_install_command(monkeypatch):
+def pretend_missing(monkeypatch, distribution: str) -> None:
+    """Installed metadata reports `distribution` absent, as on a machine without its extra."""
     import importlib.metadata
 
     real = importlib.metadata.version
 
-    def without_bitsandbytes(name):
-        if name == "bitsandbytes":
+    def version(name):
+        if name == distribution:
             raise importlib.metadata.PackageNotFoundError(name)
         return real(name)
 
-    monkeypatch.setattr(importlib.metadata, "version", without_bitsandbytes)
+    monkeypatch.setattr(importlib.metadata, "version", version)
+
+
+def test_a_missing_extra_names_the_install_command(monkeypatch):
+    pretend_missing(monkeypatch, "bitsandbytes")
     with pytest.raises(MissingExtra, match=r"pip install 'tunery\[qlora\]' \(missing: bitsandbytes\)"):
         require_extra("qlora", "method=qlora")
 
 
-def test_a_report_without_matplotlib_names_the_report_extra(tmp_path, monkeypatch):
-    import importlib.metadata
-
+def test_a_report_without_matplotlib_names_the_report_extra(monkeypatch):
     from tunery.evaluate.plots import training_curves
 
-    real = importlib.metadata.version
-
-    def without_matplotlib(name):
-        if name == "matplotlib":
-            raise importlib.metadata.PackageNotFoundError(name)
-        return real(name)
-
-    monkeypatch.setattr(importlib.metadata, "version", without_matplotlib)
+    pretend_missing(monkeypatch, "matplotlib")
     with pytest.raises(MissingExtra, match=r"tunery\[report\]"):
         training_curves([{"step": 1, "loss": 1.0}])

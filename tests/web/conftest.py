@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import chat_rows, write_jsonl
+
+CHROMIUM = Path(os.environ.get("TUNERY_TEST_CHROMIUM", "/usr/bin/chromium"))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium, headless, through Playwright (no browser download); skipped, saying why, without it."""
+    if not CHROMIUM.exists():
+        pytest.skip(
+            f"{CHROMIUM} is missing: Debian's chromium package could not be installed (`make browser`)"
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        yield launched
+        launched.close()
 
 
 @pytest.fixture

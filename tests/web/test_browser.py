@@ -27,7 +27,6 @@ from tests.service.conftest import Service
 from tests.web.conftest import BROKEN_ROWS
 
 pytestmark = pytest.mark.slow
-CHROMIUM = Path(os.environ.get("TUNERY_TEST_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(os.environ.get("TUNERY_TEST_ARTIFACTS", Path(__file__).parent / "artifacts"))
 # A job long enough to watch: ~160 quick steps on the tiny model, validation every 20.
 JOB_FIELDS = {
@@ -35,20 +34,6 @@ JOB_FIELDS = {
     "#lr_mult": "25", "#max_steps": "160", "#eval_every": "20", "#save_every": "80", "#suffix": "orders",
 }  # fmt: skip
 EXTRA = {"train": {"warmup_ratio": 0.0, "threads": 1, "seed": 7}}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(
-            f"{CHROMIUM} is missing: Debian's chromium package could not be installed (`make browser`)"
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")

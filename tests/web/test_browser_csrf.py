@@ -15,24 +15,10 @@ from urllib.parse import urlparse
 import httpx2
 import pytest
 
-from tests.web.test_browser import CHROMIUM, Service
+from tests.service.conftest import Service
 
 pytestmark = pytest.mark.slow
 MODEL = "ft:tiny:team-a:ftjob-csrf"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(
-            f"{CHROMIUM} is missing: Debian's chromium package could not be installed (`make browser`)"
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")
