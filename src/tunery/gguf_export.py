@@ -330,13 +330,13 @@ def token_table(spec: dict[str, Any], vocab_size: int) -> tuple[list[str], list[
 def pre_tokenizer_name(pre_tokenizer: dict[str, Any] | None) -> str:
     """llama.cpp names the regex that splits text before BPE; we recognise it from the tokenizer's spec.
 
-    GPT-2's ByteLevel regex is "gpt2"; a digit split before it is SmolLM's ("smollm"); a Split with a
+    GPT-2's ByteLevel regex is "gpt-2" (llama.cpp's spelling); a digit split before it is SmolLM's ("smollm"); a Split with a
     pattern is named from transformers' table of llama.cpp names, so both read the file the same way.
     """
     steps = pre_tokenizer.get("pretokenizers", [pre_tokenizer]) if pre_tokenizer else []
     kinds = [step.get("type") for step in steps]
     if kinds == ["ByteLevel"] and steps[0].get("use_regex", True):
-        return "gpt2"
+        return "gpt-2"
     if kinds == ["Digits", "ByteLevel"] and steps[0].get("individual_digits") and steps[1].get("use_regex"):
         return "smollm"
     if kinds == ["Split", "ByteLevel"] and not steps[1].get("use_regex", True):

@@ -1,8 +1,8 @@
 """GGUF export of a real SmolLM2 run: transformers and llama.cpp itself answer the demo prompts as tunery does.
 
-llama.cpp runs through `llama-cpp-python`, which builds llama.cpp from its PyPI source distribution
-(`pip install 'tunery[llamacpp]'`; cmake and a C++ compiler, ~15 min on 2 cores). Where it is not
-installed the llama.cpp test is skipped and says so.
+llama.cpp runs through `llama-cpp-python`, built once from its PyPI source distribution by
+`make llamacpp` (cmake and a C++ compiler, ~15 min on 2 idle cores) and installed by `make test`
+from the kept wheel. Where it is not installed the llama.cpp test is skipped and says so.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ import json
 from pathlib import Path
 
 import pytest
-
-import tunery
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 DEMO_PROMPT = [
@@ -25,19 +23,6 @@ MAX_TOKENS = 40
 def demo_conversations(n: int = 4) -> list[list[dict]]:
     rows = (EXAMPLES / "data" / "valid.jsonl").read_text(encoding="utf-8").splitlines()[:n]
     return [DEMO_PROMPT] + [json.loads(row)["messages"][:-1] for row in rows]
-
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("gguf-slow")
-    return tunery.train(
-        EXAMPLES / "demo.yaml",
-        overrides=[
-            "train.max_steps=24", "train.batch_size=8", "train.warmup_ratio=0", "train.eval_every=24",
-            "train.save_every=24", f"output_dir={out}", "run_name=gguf",
-        ],
-        quiet=True,
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +63,8 @@ def test_transformers_reads_the_gguf_and_answers_the_demo_prompts_alike(exported
 def test_llama_cpp_applies_the_embedded_template_and_answers_like_tunery(exported, tunery_answers):
     llama_cpp = pytest.importorskip(
         "llama_cpp",
-        reason="llama-cpp-python is not installed (pip install 'tunery[llamacpp]' builds llama.cpp "
-        "from source: needs cmake and a C++ compiler)",
+        reason="llama-cpp-python is not installed: `make llamacpp` builds it once from its PyPI source "
+        "distribution (cmake and a C++ compiler) and `make test` then installs it",
     )
     llm = llama_cpp.Llama(model_path=str(exported["f16"]), n_ctx=512, n_threads=2, verbose=False, seed=0)
     reply = llm.create_chat_completion(messages=DEMO_PROMPT, temperature=0.0, max_tokens=MAX_TOKENS)

@@ -30,9 +30,14 @@ class HarnessError(TuneryError):
 
 def harness_evaluate(
     run_path: str | Path, tasks: list[str], include: Sequence[str | Path] = (), with_base: bool = True,
-    limit: int | None = None, batch_size: int = 8, name: str = "harness",
+    limit: int | None = None, batch_size: int = 8, name: str = "harness", chat: bool = False,
+    system: str | None = None,
 ) -> dict:  # fmt: skip
-    """Run `tasks` on the tuned model (and the base); returns the stored summary."""
+    """Run `tasks` on the tuned model (and the base); returns the stored summary.
+
+    `chat` renders each request with the model's chat template (lm-eval's `apply_chat_template`),
+    as a chat-tuned run is used; `system` is the system turn put before each request.
+    """
     from tunery.libraries import require_extra
 
     require_extra("harness", "tunery eval --harness")
@@ -40,7 +45,7 @@ def harness_evaluate(
     manager = task_manager(tasks, include)
     models = [("tuned", str(run.adapter_dir))] + ([("base", None)] if with_base else [])
     folder = eval_dir(run.path, name)
-    scores, settings = {}, harness_settings(run)
+    scores, settings = {}, harness_settings(run) | {"chat_template": chat, "system": system}
     for label, adapter in models:
         results = run_harness(run, settings, adapter, tasks, manager, limit, batch_size)
         folder.mkdir(parents=True, exist_ok=True)
@@ -97,6 +102,7 @@ def run_harness(run: Run, settings: dict, adapter: str | None, tasks, manager, l
     results = lm_eval.simple_evaluate(
         model=model, tasks=list(tasks), task_manager=manager, limit=limit, log_samples=False,
         random_seed=0, numpy_random_seed=0, torch_random_seed=0, fewshot_random_seed=0,
+        apply_chat_template=settings["chat_template"], system_instruction=settings["system"],
     )  # fmt: skip
     if results is None:
         raise HarnessError("lm-eval returned no results")
