@@ -77,8 +77,12 @@ def torchrun_command(launch: Launch, script_args: list[str]) -> list[str]:
     return [*command, "-m", "tunery", "train", *script_args]
 
 
-def micro_batch_per_process(cfg: TuneryConfig, world: int) -> int:
-    """train.batch_size is the global micro-batch; each process takes an equal share of it."""
+def micro_batch_per_process(cfg: TuneryConfig, world: int) -> int | None:
+    """train.batch_size is the global micro-batch; each process takes an equal share of it.
+
+    None for batch_size: auto, whose rule picks a multiple of the process count (training/auto.py)."""
+    if cfg.train.batch_size == "auto":
+        return None
     if cfg.train.batch_size % world:
         raise ConfigError(
             f"train.batch_size ({cfg.train.batch_size}) is the global micro-batch and must divide evenly "

@@ -15,7 +15,7 @@ from typing import get_args
 import pytest
 
 import tunery
-from tunery.config import DEFAULT_LR, TrainConfig, TuneryConfig, load_config
+from tunery.config import DEFAULT_LR, LR_FAMILIES, TrainConfig, TuneryConfig, load_config
 from tunery.config.registry import (
     METHOD_NAMES,
     METHOD_SPECS,
@@ -96,14 +96,15 @@ def test_llama_adapter_packs_when_asked_but_not_by_default():
     assert load_config({**config, "train": {"batching": "packed"}}).batching == "packed"
 
 
-def test_one_default_learning_rate():
-    assert TrainConfig().lr == DEFAULT_LR
+def test_one_place_for_the_default_learning_rates():
+    assert TrainConfig().lr == "auto"  # training/auto.py's range test; the families' fallbacks live in config
+    assert LR_FAMILIES["lora"][0] == DEFAULT_LR
     copies = [
         str(path.relative_to(SOURCE))
         for path in SOURCE.rglob("*.py")
-        if re.search(r"(?<![\w.])(2e-4|2\.0e-4|0\.0002)(?![\w])", path.read_text())
+        if re.search(r"(?<![\w.])(2e-4|2\.0e-4|0\.0002|1e-3|1\.0e-3|0\.001)(?![\w])", path.read_text())
     ]
-    assert copies == ["config/__init__.py"]  # DEFAULT_LR = 2e-4
+    assert copies == ["config/__init__.py"]  # LR_FAMILIES: the old 2e-4 in a comment, the LoRA default 1e-3
 
 
 def test_run_files_follow_the_own_weights_capability():

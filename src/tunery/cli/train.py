@@ -8,6 +8,20 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+# train.*: auto (training/auto.py, docs/auto.md)
+Explain = Annotated[
+    bool,
+    typer.Option(
+        "--explain", help="Print each auto choice (lr, epochs, batch size) with its reason and numbers."
+    ),
+]
+DryRun = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run", help="Make the auto choices (the lr range test included), print them and stop."
+    ),
+]
+
 
 def train(
     config: Annotated[str | None, typer.Argument(help="YAML config (see examples/demo.yaml).")] = None,
@@ -45,11 +59,12 @@ def train(
     master_port: Annotated[
         int | None, typer.Option("--master-port", help="Its rendezvous port (29500).")
     ] = None,
+    explain: Explain = False,
+    dry_run: DryRun = False,
 ) -> None:
     """Fine-tune a model; writes a run directory with the adapter, metrics and logs."""
     if config is None and resume is None and not set_:
         raise typer.BadParameter("give a config file, --set keys, or --resume RUN_DIR")
-    import tunery
     from tunery.launch import Launch, LaunchFailed, launch_training
 
     overrides = [*(set_ or []), *(["train.load_best=true"] if load_best else [])]
@@ -65,9 +80,14 @@ def train(
             Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False)
             raise typer.Exit(1) from None
     else:
-        run = tunery.train(source, overrides=overrides, resume=resume, quiet=quiet)
-        if "WORLD_SIZE" in os.environ:
+        from tunery.training.recipe import train as train_run
+
+        show = print_auto_choices if (explain or dry_run) and "WORLD_SIZE" not in os.environ else None
+        run = train_run(source, overrides, resume, quiet, on_ready=show, dry_run=dry_run)
+        if "WORLD_SIZE" in os.environ or dry_run:
             return  # a rank under torchrun: the launching process prints the result
+    if explain and launch.world > 1:
+        print_auto_choices(run)
     metrics = run.metrics
     Console().print(
         f"[bold green]done[/] {run.path}: {metrics['steps']} steps, train loss {metrics['train_loss']}, "
@@ -78,3 +98,23 @@ def train(
         Console().print(f"best checkpoint: step {metrics['best_step']}; the adapter is from step {kept}")
     for warning in run.record["warnings"]:
         Console().print(f"[yellow]warning[/] step {warning['step']}: {warning['message']}", highlight=False)
+
+
+def print_auto_choices(run) -> None:
+    """The run's auto choices (run.json `auto`): key, value, reason, the numbers behind it."""
+    from rich.table import Table
+
+    choices = (run.record.get("auto") or {}).get("choices") or []
+    if not choices:
+        Console().print("no auto values: train.lr, train.epochs and train.batch_size are all set")
+        return
+    table = Table("key", "value", "why", "numbers", title=f"auto choices of {run.path}", show_lines=True)
+    for choice in choices:
+        numbers = ", ".join(f"{k}={_number(v)}" for k, v in choice["numbers"].items() if v is not None)
+        value = "-" if choice["value"] is None else _number(choice["value"])
+        table.add_row(choice["key"], value, choice["reason"], numbers)
+    Console().print(table)
+
+
+def _number(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -10,8 +10,9 @@ one. This module imports no torch, so the CLI starts fast.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -30,7 +31,33 @@ from tunery.errors import TuneryError
 # Every method and task name the config accepts: the registry's, never a second list.
 Method = Literal[METHOD_NAMES]  # type: ignore[valid-type]
 Task = Literal[TASK_NAMES]  # type: ignore[valid-type]
-DEFAULT_LR = 2e-4  # train.lr's default; the API's learning_rate_multiplier scales it
+Auto = Literal["auto"]
+# train.lr: auto picks each run's peak learning rate with a range test (training/auto.py, docs/auto.md),
+# inside its method family's safe range. A family's default is the fallback (a run too short to test, several
+# processes) and what the API's learning_rate_multiplier scales. 2e-4, the fixed default before, is tuned for
+# 7B models and long runs; on small models and short runs it leaves most of the gain on the table.
+LR_FAMILIES: dict[str, tuple[float, float, float]] = {  # family: (default, lowest, highest) peak lr
+    "lora": (1e-3, 1e-4, 5e-3),  # lora, dora, qlora, adalora, loha, lokr, oft
+    "ia3": (1e-2, 1e-3, 5e-2),
+    "prompt": (1e-2, 1e-3, 1e-1),  # prefix, prompt, ptuning, llama_adapter
+    "full": (5e-5, 5e-6, 3e-4),  # full, freeze, progressive: the model's own weights
+}
+DEFAULT_LR = LR_FAMILIES["lora"][0]  # the default method's fallback learning rate
+
+
+def lr_family(method: str) -> str:
+    """The method family whose learning-rate range applies: lora, ia3, prompt or full."""
+    spec = method_spec(method)
+    if spec.prompt_based:
+        return "prompt"
+    if spec.own_weights:
+        return "full"
+    return "ia3" if method == "ia3" else "lora"
+
+
+def default_lr(method: str) -> float:
+    """The family default learning rate of `method` (train.lr: auto falls back to it)."""
+    return LR_FAMILIES[lr_family(method)][0]
 
 
 class _Section(BaseModel):
@@ -68,6 +95,12 @@ class DataConfig(_Section):
     max_length: int = Field(1024, ge=8, description="Tokens per example; longer ones are truncated.")
     train_on: Literal["assistant", "all"] = Field(
         "assistant", description="Loss on assistant/completion tokens only (default), or on every token."
+    )
+    strict_template: bool = Field(
+        False,
+        description="Stop before training when a chat row's inference prompt (add_generation_prompt) is not "
+        "an exact token prefix of its training tokens, or a trained turn does not end with the end-of-turn "
+        "token; false: a warning (docs/data.md, template round-trip check).",
     )
 
 
@@ -175,9 +208,17 @@ class PreferenceConfig(_Section):
 
 
 class TrainConfig(_Section):
-    epochs: float = Field(1.0, gt=0, description="Passes over the training data (fractions allowed).")
+    epochs: Annotated[float, Field(gt=0)] | Auto = Field(
+        "auto",
+        description="Passes over the training data (fractions allowed); auto: more for small sets, one for "
+        "large ones, with validation-loss early stopping and load_best (docs/auto.md).",
+    )
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimiser steps.")
-    batch_size: int = Field(8, ge=1, description="Examples per micro-batch.")
+    batch_size: Annotated[int, Field(ge=1)] | Auto = Field(
+        "auto",
+        description="Examples per micro-batch; auto: from the tokens per step and the memory the device has "
+        "(docs/auto.md).",
+    )
     grad_accum: int = Field(1, ge=1, description="Micro-batches per optimiser step.")
     batching: Literal["auto", "grouped", "packed"] = Field(
         "auto",
@@ -192,7 +233,11 @@ class TrainConfig(_Section):
         "included); gradients add up to the same step. Bounds activation memory (~4 MB/token for "
         "SmolLM2 LoRA in fp32) at no cost in speed once a pass fills the matrix units. None: no split.",
     )
-    lr: float = Field(DEFAULT_LR, gt=0, description="Peak learning rate.")
+    lr: Annotated[float, Field(gt=0)] | Auto = Field(
+        "auto",
+        description="Peak learning rate; auto: a short learning-rate range test before training picks it "
+        "(docs/auto.md).",
+    )
     scheduler: Literal["linear", "cosine", "constant"] = "cosine"
     warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)
     weight_decay: float = Field(0.0, ge=0.0)
@@ -425,10 +470,25 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
     node[keys[-1]] = yaml.safe_load(text) if text.strip() else None
 
 
+# A number-or-auto field's union error: pydantic reports each member; one line is said instead.
+_AUTO_MEMBER, _NUMBER_MEMBER = "literal['auto']", re.compile(r"(constrained-)?(float|int)")
+
+
+def _without_auto_members(problems: list[Any]) -> list[tuple[list[str], Any, bool]]:
+    """(loc, problem, or_auto) per problem: the `'auto'` member's complaint dropped, the number's kept."""
+    kept = []
+    for problem in problems:
+        loc = [str(part) for part in problem["loc"]]
+        if loc and loc[-1] == _AUTO_MEMBER:
+            continue
+        or_auto = bool(loc) and _NUMBER_MEMBER.fullmatch(loc[-1]) is not None
+        kept.append((loc[:-1] if or_auto else loc, problem, or_auto))
+    return kept
+
+
 def _explain(err: ValidationError) -> str:
     lines = []
-    for problem in err.errors():
-        loc = [str(part) for part in problem["loc"]]
+    for loc, problem, or_auto in _without_auto_members(err.errors()):
         key = ".".join(loc)
         if not loc:  # a check across sections (model_validator): its message says it all
             lines.append(problem["msg"].removeprefix("Value error, "))
@@ -437,7 +497,8 @@ def _explain(err: ValidationError) -> str:
         elif problem["type"] == "missing":
             lines.append(f"missing key '{key}'")
         else:
-            lines.append(f"'{key}': {problem['msg']} (got {problem.get('input')!r})")
+            also = "; or auto" if or_auto else ""
+            lines.append(f"'{key}': {problem['msg']} (got {problem.get('input')!r}){also}")
     return "invalid config:\n  " + "\n  ".join(lines)
 
 

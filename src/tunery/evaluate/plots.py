@@ -9,6 +9,7 @@ display needed, safe in a server thread.
 from __future__ import annotations
 
 import io
+import math
 
 CURVES = (  # (title, [(metric in metrics.jsonl, legend label)])
     ("Loss", [("loss", "training"), ("val_loss", "validation")]),
@@ -35,6 +36,21 @@ def training_curves(history: list[dict], best_step: int | None = None) -> bytes:
         if title == "Loss" and best_step is not None:
             ax.axvline(best_step, color="grey", linestyle=":", label=f"best (step {best_step})")
         _label(ax, title)
+    return _png(figure)
+
+
+def lr_range_curve(curve: dict, chosen: float | None = None) -> bytes:
+    """The learning-rate range test of train.lr: auto: loss (raw and smoothed) against the lr, log scale."""
+    figure, (ax,) = _figure(1, width=5.0)
+    for key, label, style in (("losses", "loss", {"alpha": 0.4, "marker": "o", "markersize": 3}),
+                              ("smoothed", "smoothed", {})):  # fmt: skip
+        values = [math.nan if value is None else value for value in curve[key]]  # null: a diverged step
+        ax.plot(curve["lrs"], values, label=label, **style)
+    if chosen is not None:
+        ax.axvline(chosen, color="grey", linestyle=":", label=f"chosen lr {chosen:.3g}")
+    ax.set_xscale("log")
+    _label(ax, "Learning-rate range test")
+    ax.set_xlabel("learning rate")
     return _png(figure)
 
 

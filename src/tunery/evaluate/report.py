@@ -46,6 +46,8 @@ def render_report(run: Run, samples: int = 8) -> str:
         "record": record,
         "metrics": record["metrics"],
         "curves": _b64(training_curves(history, record["metrics"].get("best_step"))) if history else None,
+        "auto": (record.get("auto") or {}).get("choices") or [],
+        "lr_curve": lr_curve_png(record.get("auto") or {}),
         "data_rows": data_rows(record["data"]),
         "evaluations": [
             evaluation_view(name, summary, load_examples(run.path, name)[:samples])
@@ -54,6 +56,16 @@ def render_report(run: Run, samples: int = 8) -> str:
         "config": (run.path / "config.yaml").read_text(encoding="utf-8"),
     }
     return _template().render(**context)
+
+
+def lr_curve_png(auto: dict) -> str | None:
+    """The range test of train.lr: auto as a base64 PNG, None when no test ran (lr set, or skipped)."""
+    from tunery.evaluate.plots import lr_range_curve
+
+    if not auto.get("curve"):
+        return None
+    chosen = auto.get("resolved", {}).get("lr")
+    return _b64(lr_range_curve(auto["curve"], chosen if isinstance(chosen, float) else None))
 
 
 def data_rows(data: dict) -> list[dict]:

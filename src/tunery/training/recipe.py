@@ -15,6 +15,7 @@ import logging
 import math
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -24,6 +25,7 @@ import torch
 from tunery.config import TuneryConfig, load_config
 from tunery.data.batching import collate, plan_batches, split_by_tokens, supervised_tokens
 from tunery.data.prepare import PreparedData
+from tunery.data.template_check import describe_issues
 from tunery.data.tokenize import EncodedData, ensure_chat_template
 from tunery.errors import TuneryError
 from tunery.inference import starting_model
@@ -36,6 +38,16 @@ from tunery.run import Run
 from tunery.tasks import LabelledTask, Task, get_task
 from tunery.tasks.classification import save_labels
 from tunery.training import distributed
+from tunery.training.auto import (
+    AutoPlan,
+    batch_size_of,
+    cache_key,
+    choose_lr,
+    epochs_of,
+    plan_epochs_and_batch,
+    range_test,
+    sample_batch,
+)
 from tunery.training.checkpoint import (
     checkpoint_name,
     latest_checkpoint,
@@ -71,8 +83,11 @@ class LoopState:
 
 
 def train(
-    config, overrides: list[str] | None = None, resume: str | Path | None = None, quiet: bool = False
-) -> Run:
+    config, overrides: list[str] | None = None, resume: str | Path | None = None, quiet: bool = False,
+    on_ready: Callable[[Run], None] | None = None, dry_run: bool = False,
+) -> Run:  # fmt: skip
+    """Set up, loop, finish. `on_ready(run)` is called once set-up has made its choices (run.json `auto`);
+    `dry_run` stops there: the run is left with status `planned` and no adapter."""
     if resume is not None:
         run = Run.open(resume)
         cfg = load_config(run.path / "config.yaml", overrides)
@@ -84,6 +99,12 @@ def train(
     t = None
     try:
         t = set_up(run, cfg, resuming=resume is not None)
+        if on_ready is not None:
+            on_ready(run)
+        if dry_run:
+            run.update_record(status="planned")
+            t.trackers.finish(completed=False)
+            return run
         run_loop(t, quiet)
         return finish(t)
     except BaseException as err:
@@ -156,10 +177,15 @@ def set_up(run: Run, cfg: TuneryConfig, resuming: bool) -> Training:
     tokenizer = load_tokenizer(model_path, cfg.model.trust_remote_code)
     if task.SPEC.chat_template and ensure_chat_template(tokenizer):
         log.info("the model has no chat template; using ChatML")
-    data = task.prepare(cfg, tokenizer)
+    data = task.prepare(cfg, tokenizer)  # sft: the template round-trip check too (strict: stops here)
+    warn_of_template_issues(run, data)
     run.pin_datasets(data.sources)
     labels = getattr(data, "labels", None)
     model = task.load_model(model_path, device, dtype, cfg, labels, **method.load_kwargs(options, device))
+    plan = plan_auto(run, cfg, data, model, dtype, device, ranks, resuming)  # train.*: auto (auto.py)
+    lr_to_test = cfg.train.lr == "auto" and "lr" not in {c.key.removeprefix("train.") for c in plan.choices}
+    cfg = plan.apply(cfg)
+    options = method.options(cfg)
     total_steps = count_steps(cfg, len(data.train.examples))
     model = prepare_model(model, cfg, total_steps)
     if hasattr(task, "before_training"):  # preference: reference log-probs from the starting weights
@@ -167,11 +193,14 @@ def set_up(run: Run, cfg: TuneryConfig, resuming: bool) -> Training:
     trainable, total = count_parameters(model)
     model = distributed.wrap(model, ranks, cfg.distributed)
     optimizer, scheduler = build_optimizer(model, method, options, cfg, total_steps)
-    ranks.start_engine(model, optimizer, scheduler, cfg.distributed, cfg.train.max_grad_norm)  # deepspeed
     t = Training(
         run, cfg, method, options, task, ranks, device, tokenizer, data, model, optimizer, scheduler,
         total_steps, clock,
     )  # fmt: skip
+    if lr_to_test:
+        tune_lr(t, plan, model_path)  # the range test; rebuilds the optimiser at the chosen lr
+    cfg, optimizer, scheduler = t.cfg, t.optimizer, t.scheduler
+    ranks.start_engine(model, optimizer, scheduler, cfg.distributed, cfg.train.max_grad_norm)  # deepspeed
     t.trackers = trackers
     if resuming:
         resume_from_checkpoint(t)
@@ -186,6 +215,7 @@ def set_up(run: Run, cfg: TuneryConfig, resuming: bool) -> Training:
         data=data.summary(),
         versions=package_versions(),
         total_steps=total_steps,
+        auto=plan.record(),
         **({"parent": parent} if parent else {}),
     )
     trackers.start(run, cfg, data.sources)
@@ -196,10 +226,62 @@ def set_up(run: Run, cfg: TuneryConfig, resuming: bool) -> Training:
     return t
 
 
+def plan_auto(run: Run, cfg: TuneryConfig, data, model, dtype, device, ranks, resuming: bool) -> AutoPlan:
+    """The train.*: auto values (training/auto.py): those recorded in run.json on resume, else chosen now."""
+    recorded = run.record.get("auto")
+    plan = AutoPlan.from_record(recorded) if resuming and recorded else None
+    plan = plan or plan_epochs_and_batch(cfg, data, model, dtype, device, ranks.world)
+    for choice in plan.choices:
+        log.info("auto %s = %s: %s", choice.key, choice.value, choice.reason)
+    return plan
+
+
+def tune_lr(t: Training, plan: AutoPlan, model_path) -> None:
+    """train.lr: auto: the range test (or its cached answer, or the family default), then the optimiser
+    and schedule are built again at the chosen peak lr."""
+    train = t.cfg.train
+    run_examples = t.total_steps * batch_size_of(t.cfg) * train.grad_accum
+    key = cache_key(t.cfg, str(model_path), t.data.sources, batch_size_of(t.cfg))
+    single = t.ranks.world == 1 and t.ranks.strategy == "single"
+    choice, curve = choose_lr(t.cfg, key, run_examples, single, lambda b, lrs: lr_range_losses(t, b, lrs))
+    log.info("auto %s = %s: %s", choice.key, choice.value, choice.reason)
+    plan.add(choice)
+    plan.curve = curve
+    t.cfg = plan.apply(t.cfg)
+    t.options = t.method.options(t.cfg)
+    t.optimizer, t.scheduler = build_optimizer(t.model, t.method, t.options, t.cfg, t.total_steps)
+
+
+def lr_range_losses(t: Training, batch: int, lrs: list[float]) -> list[float]:
+    """The range test's losses: one optimiser step per lr, each on the same sample batch (auto.sample_batch)."""
+    examples = t.data.train.examples
+    group = [examples[i] for i in sample_batch([len(e.input_ids) for e in examples], batch)]
+    parts = t.ranks.loss_parts(t.task.loss_for(t.model, t.data, t.cfg))  # its own: task metrics stay apart
+
+    def step(i: int) -> float:
+        t.model.train()
+        try:
+            loss, _ = train_step(t.model, parts, [group], t.cfg, t.device, t.pad_id, i)
+        except TrainingDiverged:
+            loss = math.inf
+        else:
+            if t.cfg.train.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(t.model.parameters(), t.cfg.train.max_grad_norm)
+            t.optimizer.step()
+        t.optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    started = time.perf_counter()
+    losses = range_test(t.model, t.optimizer, t.scheduler, step, lrs)
+    seconds = time.perf_counter() - started
+    log.info("lr range test: %d steps of %d examples in %.1f s", len(losses), batch, seconds)
+    return losses
+
+
 def count_steps(cfg: TuneryConfig, n_examples: int) -> int:
     """Optimiser steps of the whole run: train.max_steps, else the epochs' worth of batches."""
-    steps_per_epoch = math.ceil(math.ceil(n_examples / cfg.train.batch_size) / cfg.train.grad_accum)
-    return cfg.train.max_steps or math.ceil(cfg.train.epochs * steps_per_epoch)
+    steps_per_epoch = math.ceil(math.ceil(n_examples / batch_size_of(cfg)) / cfg.train.grad_accum)
+    return cfg.train.max_steps or math.ceil(epochs_of(cfg) * steps_per_epoch)
 
 
 def prepare_model(model, cfg: TuneryConfig, total_steps: int):
@@ -328,7 +410,7 @@ def finish(t: Training) -> Run:
     run.update_record(status="completed", metrics=metrics, error=None)
     log.info("done: %s", metrics)
     if t.task.SPEC.labelled:
-        scores = cast(LabelledTask, t.task).scores(t.model, t.data, t.pad_id, t.cfg.train.batch_size)
+        scores = cast(LabelledTask, t.task).scores(t.model, t.data, t.pad_id, batch_size_of(t.cfg))
         run.update_record(metrics=run.metrics | scores)
         log.info("validation: %s", scores)
     finish_tracking(t.trackers, run)
@@ -391,7 +473,7 @@ def optimizer_steps(train: EncodedData, cfg: TuneryConfig, epoch: int) -> list[l
     """The epoch's batches, grouped into optimiser steps of `grad_accum` micro-batches."""
     lengths = [len(e.input_ids) for e in train.examples]
     batches = plan_batches(
-        lengths, cfg.train.batch_size, cfg.train.seed, epoch, group_by_length=cfg.batching == "grouped"
+        lengths, batch_size_of(cfg), cfg.train.seed, epoch, group_by_length=cfg.batching == "grouped"
     )
     accum = cfg.train.grad_accum
     return [batches[i : i + accum] for i in range(0, len(batches), accum)]
@@ -444,7 +526,7 @@ def evaluate_during_training(t: Training) -> None:
         return
     state, train = t.state, t.cfg.train
     take_task_metrics(t.parts)  # drop training rows not logged yet
-    loss = mean_loss(t.model, t.parts, t.data.validation.examples, t.pad_id, train.batch_size)
+    loss = mean_loss(t.model, t.parts, t.data.validation.examples, t.pad_id, batch_size_of(t.cfg))
     extra = take_task_metrics(t.parts, prefix="val_")
     t.run.log_metrics(step=state.global_step, epoch=state.epoch, val_loss=round(loss, 6), **extra)
     t.trackers.log(state.global_step, {"val_loss": round(loss, 6), **extra})
@@ -471,6 +553,16 @@ def warn_if_overfitting(run: Run, patience: int, state: LoopState) -> None:
     entry = {"step": state.global_step, "kind": "overfitting", "message": warning}
     run.update_record(warnings=[*run.record["warnings"], entry])
     log.warning("step %d: %s", state.global_step, warning)
+
+
+def warn_of_template_issues(run: Run, data: PreparedData) -> None:
+    """The chat rows whose inference prompt does not round-trip (data/template_check.py), in run.json."""
+    issues = getattr(data, "template_issues", None)
+    if not issues:
+        return
+    entry = {"step": 0, "kind": "template", "message": describe_issues(issues)}
+    if entry not in run.record["warnings"]:  # a resumed run checks again: one entry
+        run.update_record(warnings=[*run.record["warnings"], entry])
 
 
 def restore_best(run: Run, state: LoopState, ranks: distributed.Ranks, model, optimizer, scheduler) -> int:

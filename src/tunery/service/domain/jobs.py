@@ -9,6 +9,7 @@ A request becomes a resolved training config here, so a bad one is refused befor
 from __future__ import annotations
 
 import copy
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,8 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tunery.config import DEFAULT_LR  # learning_rate_multiplier scales it
+from tunery.config import default_lr  # learning_rate_multiplier scales the method family's default
+from tunery.config.registry import METHOD_NAMES
 from tunery.jobs.lifecycle import FINISHED, add_event, cancel, model_id, shown_status, transition
 from tunery.models import ModelNotFoundError
 from tunery.service.domain.integrations import tracking_settings
@@ -116,11 +118,11 @@ def _job_row(
     project: str, request: JobCreate, job_id: str, config: dict, training: File, validation: File | None
 ) -> Job:
     """The job's row, its hyperparameters as the config resolved them ("auto" filled in)."""
-    epochs = config["train"]["epochs"]
+    epochs, lr = config["train"]["epochs"], config["train"]["lr"]
     resolved = ResolvedHyperparameters(
         batch_size=config["train"]["batch_size"],
-        learning_rate_multiplier=config["train"]["lr"] / DEFAULT_LR,
-        n_epochs=int(epochs) if float(epochs).is_integer() else epochs,
+        learning_rate_multiplier="auto" if lr == "auto" else lr / default_lr(config["method"]),
+        n_epochs=epochs if epochs == "auto" or not float(epochs).is_integer() else int(epochs),
     )
     method = ResolvedMethod(type="supervised", supervised={"hyperparameters": resolved.model_dump()})
     if request.method and request.method.type == "dpo":
@@ -179,7 +181,9 @@ def _train_section(extension: dict, hyper: Hyperparameters, seed: int | None) ->
     if isinstance(hyper.batch_size, int):
         train["batch_size"] = hyper.batch_size
     if isinstance(hyper.learning_rate_multiplier, float | int):
-        train["lr"] = DEFAULT_LR * hyper.learning_rate_multiplier
+        method = extension.get("method", "lora")  # an unknown one is named by the config's check
+        family_lr = default_lr(method if method in METHOD_NAMES else "lora")
+        train["lr"] = family_lr * hyper.learning_rate_multiplier
     if seed is not None:
         train["seed"] = seed
     return train
@@ -235,7 +239,7 @@ def ceilings(settings: Settings) -> list[tuple[str, str, float]]:
         ("train", "threads", settings.max_job_threads),
         ("train", "epochs", MAX_EPOCHS),
         ("train", "batch_size", MAX_BATCH_SIZE),
-        ("train", "lr", DEFAULT_LR * MAX_LR_MULTIPLIER),
+        ("train", "lr", max(default_lr(name) for name in METHOD_NAMES) * MAX_LR_MULTIPLIER),
         ("lora", "r", settings.max_job_lora_rank),
         ("data", "max_length", settings.max_job_length),
     ]
@@ -252,14 +256,30 @@ def check_ceilings(config: dict[str, Any], settings: Settings, rows: int) -> Non
             )  # fmt: skip
     train = config["train"]
     if train.get("max_steps") is None:
-        per_epoch = -(-max(rows, 1) // (train["batch_size"] * train.get("grad_accum", 1)))
-        steps = per_epoch * train["epochs"]
+        epochs, batch = estimated_epochs_and_batch(train, rows)
+        per_epoch = -(-max(rows, 1) // (batch * train.get("grad_accum", 1)))
+        steps = per_epoch * epochs
         if steps > settings.max_job_steps:
             raise ApiError(
-                400, f"{train['epochs']:g} epochs over {rows} rows is about {steps:.0f} steps; this server "
+                400, f"{epochs:g} epochs over {rows} rows is about {steps:.0f} steps; this server "
                 f"allows at most {settings.max_job_steps} (fewer epochs, or set tunery.train.max_steps)",
                 code="over_server_limit", param="hyperparameters.n_epochs",
             )  # fmt: skip
+
+
+def estimated_epochs_and_batch(train: dict[str, Any], rows: int) -> tuple[float, int]:
+    """A job's epochs and batch size for its step estimate: auto values by their rules (training/auto.py)
+    from the rows alone; the token and memory bounds are known only once the worker tokenises the data."""
+    from tunery.training.auto import choose_batch_size, choose_epochs
+
+    epochs = train["epochs"]
+    if epochs == "auto":
+        epochs = choose_epochs(rows, supervised_tokens=None).value  # tokens unknown here: the rows decide
+    batch = train["batch_size"]
+    if batch == "auto":  # memory unknown here: the rule's bound by steps only; one token an example
+        seen = None if train.get("max_steps") else math.ceil(epochs * max(rows, 1))
+        batch = choose_batch_size(max(rows, 1), seen, 1, 1, 1 << 62, None, train.get("grad_accum", 1)).value
+    return float(epochs), int(batch)
 
 
 DEVICE = re.compile(r"(auto|cpu|mps|cuda)(:\d{1,3})?")

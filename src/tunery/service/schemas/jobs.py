@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from tunery.config import DEFAULT_LR
+from tunery.config import DEFAULT_LR, LR_FAMILIES
 from tunery.jobs.lifecycle import shown_status, without_server_paths
 from tunery.jobs.resources import JobResources
 from tunery.store.tables import Checkpoint, Event, Job
@@ -38,13 +38,20 @@ TUNERY_TRAIN_KEYS = (
 
 class Hyperparameters(BaseModel):
     batch_size: Auto | Annotated[int, Field(ge=1, le=MAX_BATCH_SIZE)] | None = Field(
-        None, description="train.batch_size"
+        None, description="train.batch_size; auto (the default): from tokens per step and free memory"
     )
     learning_rate_multiplier: (
         Auto | Annotated[float, Field(gt=0, le=MAX_LR_MULTIPLIER, allow_inf_nan=False)] | None
-    ) = Field(None, description=f"train.lr = {DEFAULT_LR:g} × this")
+    ) = Field(
+        None,
+        description=f"train.lr = the method family's default learning rate (LoRA {DEFAULT_LR:g}; "
+        + ", ".join(f"{name} {values[0]:g}" for name, values in LR_FAMILIES.items() if name != "lora")
+        + ") × this; auto (the default): a learning-rate range test picks it (train.lr: auto)",
+    )
     n_epochs: Auto | Annotated[int, Field(ge=1, le=MAX_EPOCHS)] | Epochs | None = Field(
-        None, description="train.epochs (tunery allows fractions)"
+        None,
+        description="train.epochs (tunery allows fractions); auto (the default): from the rows and "
+        "supervised tokens, with early stopping",
     )
 
     @model_validator(mode="before")
