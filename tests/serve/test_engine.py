@@ -136,3 +136,29 @@ def test_a_prompt_learning_request_answers_through_the_shared_generate_loop(tiny
     expected = generate_tokens(model, ids, torch.ones_like(ids), 6, pad_token_id=tokenizer.pad_token_id)[0]
     assert finish.completion_tokens == len(expected)  # generate stops at an EOS, as the row does
     assert text == tokenizer.decode(expected, skip_special_tokens=True)
+
+
+def test_on_a_cpu_the_engine_thread_leaves_one_core_to_the_http_side():
+    """Two OpenMP threads on two busy cores stall every step while one of them is descheduled
+    (a flood's steps took 300 ms instead of 3): the engine's ops use every core but one."""
+    import os
+    import threading
+
+    import torch
+
+    from tunery.serve.engine import set_cpu_threads
+
+    before, seen = torch.get_num_threads(), []
+
+    def engine_thread(threads):
+        set_cpu_threads("cpu", threads)
+        seen.append(torch.get_num_threads())
+
+    try:
+        for threads in (None, 3):
+            thread = threading.Thread(target=engine_thread, args=(threads,))
+            thread.start()
+            thread.join()
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [max(1, len(os.sched_getaffinity(0)) - 1), 3]

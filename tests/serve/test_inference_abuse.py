@@ -1,10 +1,13 @@
 """Inference under abuse: one key floods, another chats; limits answer 429 with Retry-After; a
-client that leaves stops its rows; base models and checkpoint ids are usable by any project's key.
+client that leaves stops its rows; base models and checkpoint ids are usable by any project's key;
+a failure inside generation shows the user no server path (the log keeps it, with the request id).
 
 The service runs in this process (uvicorn in a thread) so the test can watch the engine's rows."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import statistics
 import subprocess
@@ -22,9 +25,10 @@ FLOOD = """
 import sys, threading, time, httpx2
 url, key, model = sys.argv[1:4]
 def flood():  # greedy but not broken: asks again as soon as Retry-After allows, as the openai client does
+    client = httpx2.Client(headers={"Authorization": "Bearer " + key}, timeout=120)  # kept, as clients do
     while True:
         try:
-            answer = httpx2.post(url + "/v1/completions", headers={"Authorization": "Bearer " + key}, timeout=120,
+            answer = client.post(url + "/v1/completions",
                                  json={"model": model, "prompt": ["flood"] * 20, "max_tokens": 200, "temperature": 1.0})
             if answer.status_code == 429:
                 time.sleep(float(answer.headers.get("retry-after", "1")))
@@ -34,6 +38,7 @@ for _ in range(50):  # 50 x 20 = 1,000 rows asked for at once
     threading.Thread(target=flood, daemon=True).start()
 threading.Event().wait()
 """
+CHATS = 40  # per measurement: a p95 of 20 is the slowest one or two, one hiccup of the machine
 
 
 @pytest.fixture(scope="module")
@@ -118,34 +123,99 @@ def test_a_checkpoint_id_chats_like_a_model(service, two_runs):
         client.chat.completions.create(model="ft:tiny:ckpt:ftjob-ckpt:ckpt-step-9", **ask)
 
 
+def test_a_key_at_its_limit_is_refused_before_its_key_is_looked_up(service, monkeypatch):
+    """A flood's retries cost a hash each: no thread, no query that other requests queue behind."""
+    from tunery.service.api.routes import inference as routes
+    from tunery.service.domain.inference import admission_of
+    from tunery.service.keys import hash_key
+
+    app, url, base = service
+    secret = make_key(app, "retrier")
+    headers = {"Authorization": f"Bearer {secret}"}
+    ask = {"model": base, "prompt": "a", "max_tokens": 1}
+    assert httpx2.post(f"{url}/v1/completions", headers=headers, json=ask, timeout=60).status_code == 200
+    admission = admission_of(app.state)
+    key_id = admission.digests[hash_key(secret)]
+    monkeypatch.setitem(admission.keys, key_id, admission.per_key)  # its rows in flight at the limit
+
+    def no_look_up(*args):
+        raise AssertionError("the key was looked up")
+
+    monkeypatch.setattr(routes, "look_up", no_look_up)
+    refused = httpx2.post(f"{url}/v1/completions", headers=headers, json=ask, timeout=60)
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "1", refused.text
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+
+
+SECRET_PATH = "/srv/tunery/artifacts/runs/team-x/adapter/adapter_model.safetensors"
+
+
+def test_a_failure_inside_generation_names_no_server_path_but_the_log_does(service, monkeypatch, caplog):
+    from tunery.serve import scheduler
+
+    app, url, base = service
+    headers = {"Authorization": f"Bearer {make_key(app, 'paths')}"}
+    ask = {"model": base, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
+    httpx2.post(f"{url}/v1/chat/completions", headers=headers, json=ask, timeout=60)  # the engine starts
+
+    def broken(*args, **kwargs):
+        raise OSError(f"cannot read {SECRET_PATH}: Input/output error")
+
+    monkeypatch.setattr(scheduler.RunningBatch, "_forward", broken)
+    with caplog.at_level("ERROR", logger="tunery.inference"):
+        whole = httpx2.post(f"{url}/v1/chat/completions", headers=headers, json=ask, timeout=60)
+        streamed = httpx2.post(
+            f"{url}/v1/chat/completions", headers=headers, json={**ask, "stream": True}, timeout=60
+        )
+    error = whole.json()["error"]
+    assert whole.status_code == 500 and error["code"] == "generation_failed", whole.text
+    events = [line.removeprefix("data: ") for line in streamed.text.splitlines() if line.startswith("data: ")]
+    event = json.loads(events[-1])["error"]
+    assert streamed.status_code == 200 and event["code"] == "generation_failed", streamed.text
+    for message in (error["message"], event["message"]):
+        assert "/srv" not in message and "adapter_model" not in message, message
+        assert "OSError" in message and "<path>" in message, "the user still learns what went wrong"
+        request_id = re.search(r"request id ([0-9a-f]{16})", message)
+        assert request_id is not None, message
+        logged = [r.getMessage() for r in caplog.records if request_id[1] in r.getMessage()]
+        assert len(logged) == 1 and SECRET_PATH in logged[0], "the log has the full detail under that id"
+
+
 @pytest.mark.slow
 def test_a_flood_from_one_key_neither_slows_another_nor_outlives_its_client(service):
+    """Acceptance 3 of issue 21: while one key floods (1,000 rows asked for, retried as soon as
+    Retry-After allows), another key's chats keep a p95 at most twice their quiet p95, beside the
+    flood's rows in the same batch; when the flood's client goes, its rows stop within 1 s."""
     app, url, base = service
     victim = openai.OpenAI(base_url=f"{url}/v1", api_key=make_key(app, "victim"), max_retries=0)
     flooder = make_key(app, "flooder")
 
-    def latencies() -> list[float]:
+    def p95(chats: int = CHATS) -> float:
         took = []
-        for i in range(20):
+        for i in range(chats):
             started = time.perf_counter()
             victim.chat.completions.create(
                 model=base, messages=[{"role": "user", "content": f"hello {i}"}], max_tokens=4, temperature=0
             )
             took.append(time.perf_counter() - started)
-        return took
+        return statistics.quantiles(took, n=20)[-1]
 
-    latencies()  # warm: the model loads
-    quiet = statistics.quantiles(latencies(), n=20)[-1]
+    p95(10)  # warm: the model loads, the first requests take their slow paths
+    quiet = p95()
     flood = subprocess.Popen([sys.executable, "-c", FLOOD, url, flooder, base])
     try:
         deadline = time.time() + 30
         while running_rows(app, "flooder") < 20:
             assert time.time() < deadline, "the flood never got going"
             time.sleep(0.1)
+        time.sleep(1.0)  # past the first burst of 50 requests at once
         refused = httpx2.post(f"{url}/v1/completions", headers={"Authorization": f"Bearer {flooder}"},
                               json={"model": base, "prompt": ["x"] * 30, "max_tokens": 2}, timeout=60)  # fmt: skip
         assert refused.status_code == 429 and refused.headers["retry-after"].isdigit(), refused.text
-        loaded = statistics.quantiles(latencies(), n=20)[-1]
+        engine = app.state.engine
+        engine.batch_sizes.clear()
+        loaded = p95()
+        beside = statistics.median(engine.batch_sizes)
         assert running_rows(app, "flooder") > 0, "the flood ended before the chats did"
     finally:
         flood.kill()
@@ -155,7 +225,12 @@ def test_a_flood_from_one_key_neither_slows_another_nor_outlives_its_client(serv
         assert time.time() - gone < 1.0, (
             f"{running_rows(app, 'flooder')} flood rows still run 1 s after it left"
         )
-        time.sleep(0.02)
-    print(f"victim p95: quiet {quiet * 1000:.0f} ms, under the flood {loaded * 1000:.0f} ms")
-    if loaded > 2 * quiet:  # known open: see the report of issue 21 (admission is fair, latency is not yet)
-        pytest.xfail(f"victim p95 {loaded:.3f}s under the flood vs {quiet:.3f}s quiet (goal: at most 2x)")
+        time.sleep(0.01)
+    stopped = time.time() - gone
+    print(
+        f"victim p95: quiet {quiet * 1000:.0f} ms, under the flood {loaded * 1000:.0f} ms "
+        f"({loaded / quiet:.2f}x, median batch {beside:.0f} rows); the flood's rows stopped {stopped:.2f} s "
+        "after it left"
+    )
+    assert beside >= 20, "the chats should have run beside the flood's rows, in the same batch"
+    assert loaded <= 2 * quiet, f"victim p95 {loaded:.3f} s under the flood vs {quiet:.3f} s quiet"

@@ -1,10 +1,17 @@
-"""The running batch's helpers: prefill groups by prompt length."""
+"""The running batch's helpers: prefill groups by prompt length, batched sampling that draws the
+same tokens as each row alone, an answer's text grown piece by piece, owners taking turns."""
 
 from __future__ import annotations
 
+import random
 from types import SimpleNamespace
 
-from tunery.serve.scheduler import similar_lengths
+import pytest
+import torch
+
+from tunery.serve.detokenize import AnswerText
+from tunery.serve.engine import take_turns
+from tunery.serve.scheduler import sample_rows, similar_lengths
 
 
 def fake_row(length: int):
@@ -15,3 +22,81 @@ def test_prompts_of_similar_length_prefill_together_and_long_ones_apart():
     rows = [fake_row(n) for n in (35, 100, 33, 40, 95, 12)]
     groups = [[len(r.request.prompt) for r in group] for group in similar_lengths(rows)]
     assert groups == [[12], [33, 35, 40], [95, 100]]
+
+
+def sampling_row(seed: int, temperature: float, top_p: float):
+    generator = torch.Generator().manual_seed(seed)
+    sampling = SimpleNamespace(temperature=temperature, top_p=top_p)
+    return SimpleNamespace(request=SimpleNamespace(sampling=sampling), generator=generator)
+
+
+def one_by_one(row, logits: torch.Tensor) -> int:
+    """What a row alone drew before sampling was batched: softmax, nucleus, torch.multinomial."""
+    sampling = row.request.sampling
+    probs = torch.softmax(logits.float() / sampling.temperature, dim=-1)
+    if sampling.top_p < 1.0:
+        sorted_probs, order = probs.sort(descending=True)
+        outside = sorted_probs.cumsum(-1) - sorted_probs > sampling.top_p
+        probs = probs.scatter(0, order, sorted_probs.masked_fill(outside, 0.0))
+    return int(torch.multinomial(probs, 1, generator=row.generator)[0])
+
+
+def test_a_batched_sample_draws_each_rows_token_as_it_would_alone():
+    settings = [(0.7, 1.0), (1.0, 0.9), (1.3, 0.5), (0.2, 1.0), (1.0, 0.05), (2.0, 0.99)]
+    batched, alone = [], []
+    for step in range(40):
+        logits = torch.randn(len(settings), 397, generator=torch.Generator().manual_seed(step)) * 4
+        if step == 0:
+            rows = [sampling_row(seed, t, p) for seed, (t, p) in enumerate(settings)]
+            copies = [sampling_row(seed, t, p) for seed, (t, p) in enumerate(settings)]
+        batched += sample_rows(rows, logits).tolist()
+        alone += [one_by_one(copy, logits[i]) for i, copy in enumerate(copies)]
+    assert batched == alone
+    assert len(set(batched)) > 20, "the rows really sampled"
+
+
+def test_answer_text_is_the_whole_decode_at_every_token(tiny_tokenizer):
+    text = AnswerText(tiny_tokenizer)
+    assert text.stream is not None, "a byte-level tokenizer grows the text piece by piece"
+    rng = random.Random(0)
+    for _ in range(40):
+        text, tokens = AnswerText(tiny_tokenizer), []
+        for _ in range(60):  # random ids: split characters, lone bytes, special tokens
+            tokens.append(rng.randrange(len(tiny_tokenizer)))
+            assert text.after(tokens) == tiny_tokenizer.decode(tokens, skip_special_tokens=True)
+
+
+def test_answer_text_decodes_whole_where_pieces_could_change_earlier_text():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"[UNK]": 0, "un": 1, "##aff": 2, "##able": 3, "fox": 4, ".": 5}
+    backend = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.decoder = decoders.WordPiece()  # "##aff" joins the word before it
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]")
+    text, tokens = AnswerText(tokenizer), []
+    assert text.stream is None
+    for token in (4, 1, 2, 3, 5):
+        tokens.append(token)
+        assert text.after(tokens) == tokenizer.decode(tokens, skip_special_tokens=True)
+    assert text.after(tokens) == "fox unaffable."
+
+
+def request(owner: str, name: str):
+    return SimpleNamespace(owner=owner, name=name)
+
+
+@pytest.mark.parametrize(
+    ("running", "order"),
+    [
+        ({}, ["f1", "v1", "f2", "v2", "f3"]),  # no one running: first come, first in each turn
+        ({"flood": 28, "victim": 0}, ["v1", "f1", "v2", "f2", "f3"]),  # the lighter owner first
+    ],
+)
+def test_owners_take_turns_the_lightest_first(running, order):
+    from collections import Counter
+
+    arrivals = [request("flood", "f1"), request("flood", "f2"), request("victim", "v1")]
+    arrivals += [request("flood", "f3"), request("victim", "v2")]
+    assert [r.name for r in take_turns(arrivals, Counter(running))] == order

@@ -11,7 +11,13 @@ A background thread runs the loop: take the requests that arrived since the last
 that fit (prefill, then join the running batch of their model: `scheduler.RunningBatch`), then one
 decode step for every running sequence; finished ones leave at once and their tokens stream as they
 come. A quiet engine waits `window_s` after the first request so that requests arriving together
-prefill together. Plain LoRA adapters share their base model and run in one pass whatever the mix
+prefill together. Owners (projects) take turns, the one with the fewest rows running first, and
+none takes more than `max_share` of a batch, so a flood from one never makes another's row wait
+for a free place, and that row prefills before the flood's next rows. On a CPU the engine's torch
+ops use all cores but one (`threads`): the HTTP side keeps a core, and two OpenMP threads never
+wait on each other while a busy machine has descheduled one of them (which stalled every step).
+
+Plain LoRA adapters share their base model and run in one pass whatever the mix
 (`grouped_lora.AdapterBank`, least recently used adapters give way beyond `max_adapters`). A prompt
 that starts like a recent one of the same adapter (a shared system prompt) prefills only the rest
 (`prefix_cache.PrefixCache`, `prefix_tokens` prompt tokens kept per model).
@@ -26,9 +32,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from itertools import zip_longest
 from pathlib import Path
@@ -178,6 +185,7 @@ class Engine:
         window_s: float = 0.01,
         device: str = "auto",
         prefix_tokens: int = 1024,
+        threads: int | None = None,
     ):
         self.max_adapters, self.max_batch, self.window_s, self.device = (
             max_adapters,
@@ -186,6 +194,7 @@ class Engine:
             device,
         )
         self.prefix_tokens = prefix_tokens  # prompt tokens whose keys/values are kept per model (0: none)
+        self.threads = threads  # torch's intra-op threads on a CPU; None: every core but one
         self.slots: dict[str, Slot] = {}
         self._load_lock = threading.Lock()
         self._pending: list[Request] = []
@@ -242,9 +251,11 @@ class Engine:
         loop: asyncio.AbstractEventLoop | None = None,
         owner: str = "",
         on_close=None,
+        whole: bool = False,
     ) -> Stream:
-        """Queue a request; `owner` takes turns with other owners, `on_close` runs when it ends."""
-        request = Request(target, prompt, sampling, Stream(loop, on_close), owner)
+        """Queue a request; `owner` takes turns with other owners, `on_close` runs when it ends;
+        a `whole` answer (not streamed) comes as one piece with its finish."""
+        request = Request(target, prompt, sampling, Stream(loop, on_close, whole), owner)
         with self._wake:
             self._pending.append(request)
             self._wake.notify()
@@ -252,6 +263,7 @@ class Engine:
 
     # -- the scheduling loop ---------------------------------------------------------------------
     def _loop(self) -> None:
+        set_cpu_threads(self.device, self.threads)
         while (arrivals := self._arrivals()) is not None:
             self._admit(arrivals)
             for slot in list(self.slots.values()):
@@ -281,8 +293,9 @@ class Engine:
         """Start what fits (per model `max_batch` rows, `max_adapters` adapters in use, no owner above
         its share), owners taking turns; the rest waits, and requests whose client left are dropped."""
         starting: dict[str, list[Row]] = {}
+        owners: dict[str, Counter[str]] = {}  # per model, each owner's rows running or starting
         waiting = []
-        for request in take_turns(arrivals):
+        for request in take_turns(arrivals, self._running_owners()):
             if request.stream.cancelled:
                 continue
             try:
@@ -290,11 +303,14 @@ class Engine:
                 if slot.prompt_learning:
                     generate_alone(slot, slot.row(request))
                     continue
-                rows = starting.setdefault(request.target.slot, [])
-                if not self._fits(slot, rows, request):
+                key = request.target.slot
+                rows = starting.setdefault(key, [])
+                counts = owners.setdefault(key, Counter(row.request.owner for row in slot.batch.rows))
+                if not self._fits(slot, rows, counts, request):
                     waiting.append(request)
                     continue
                 rows.append(slot.row(request))
+                counts[request.owner] += 1
             except Exception as err:  # a model or adapter that cannot load fails its request, not the server
                 request.stream.put(Failure(f"{type(err).__name__}: {err}"))
         with self._wake:
@@ -304,13 +320,15 @@ class Engine:
                 slot = self.slots[key]
                 self._guarded(slot, lambda slot=slot, rows=rows: slot.batch.admit(rows), rows)
 
-    def _fits(self, slot: Slot, rows: list[Row], request: Request) -> bool:
+    def _running_owners(self) -> Counter[str]:
+        return Counter(row.request.owner for slot in self.slots.values() for row in slot.batch.rows)
+
+    def _fits(self, slot: Slot, rows: list[Row], owners: Counter[str], request: Request) -> bool:
         """Room in the batch, within the owner's share (a few rows stay free for other owners, so a
         flood from one never makes another wait for its rows to finish), and an adapter slot."""
-        running = [*slot.batch.rows, *rows]
-        if len(running) >= self.max_batch:
+        if len(slot.batch.rows) + len(rows) >= self.max_batch:
             return False
-        if sum(row.request.owner == request.owner for row in running) >= self.max_share:
+        if owners[request.owner] >= self.max_share:
             return False
         target = request.target
         return slot.make_room(target.adapter, target.adapter_folder if target.run_dir else None, rows)
@@ -352,13 +370,29 @@ class Engine:
         return Slot(model, tokenizer, bank, self.batch_sizes, self.prefix_tokens)
 
 
-def take_turns(requests: list[Request]) -> list[Request]:
+def take_turns(requests: list[Request], running: Counter[str] | None = None) -> list[Request]:
     """The requests with their owners taking turns (first of each, second of each, ...), each owner's
-    own in arrival order: one owner's hundred requests do not all go before another's one."""
+    own in arrival order, the owner with the fewest rows `running` first in every turn: one owner's
+    hundred requests do not all go before another's one, nor take the place it would get."""
     queues: dict[str, list[Request]] = {}
     for request in requests:
         queues.setdefault(request.owner, []).append(request)
-    return [request for turn in zip_longest(*queues.values()) for request in turn if request is not None]
+    load = running or Counter()
+    lightest = sorted(queues, key=lambda owner: load[owner])  # stable: ties keep arrival order
+    turns = zip_longest(*(queues[owner] for owner in lightest))
+    return [request for turn in turns for request in turn if request is not None]
+
+
+def set_cpu_threads(device: str, threads: int | None) -> None:
+    """torch's intra-op threads for the engine thread, on a CPU only (see the module docstring)."""
+    from tunery.models import pick_device
+
+    if pick_device(device).type != "cpu":
+        return
+    if threads is None:
+        available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        threads = max(1, (available or 1) - 1)
+    torch.set_num_threads(threads)
 
 
 @torch.inference_mode()

@@ -20,6 +20,12 @@ padding for all of them.
 Host syncs: one per step, the chosen tokens (`tolist()`), which the stop strings and streaming
 need; masks, positions and next inputs stay on the model's device, and the cache layers
 (`GrowingLayer`) grow in place instead of being copied at every step.
+
+Per-row work is kept off the step's critical path, since one owner's full batch would otherwise
+make every step of another owner's row cost as much (issue 21): greedy rows take one argmax over
+the batch, rows with only temperature/top_p one batched sample (`sample_rows`: each row still
+draws from its own seeded generator, the same tokens as alone), and a row's text grows by the new
+piece (`detokenize.AnswerText`) instead of being decoded whole at every step.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from torch.nn import functional
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from tunery.serve.detokenize import AnswerText
 from tunery.serve.prefix_cache import PrefixCache
 from tunery.serve.sampler import JsonConstraint, LogitRules, TokenLogprob, constrained_choice, logprobs_of
 from tunery.serve.stream import Failure, Finish, Token
@@ -54,6 +61,10 @@ class Row:
         self.measured: tuple | None = None  # the last chosen token's logprob tensors, read in `add`
         self.logprobs: list[TokenLogprob] = []  # entries not yet streamed
         self.decoded = ""  # the text after the last token
+        self.answer = AnswerText(tokenizer)
+        self.hold = max((len(s) - 1 for s in sampling.stop), default=0)  # a stop string's start, held back
+        # how `choose` picks this row's tokens: the batch's argmax, the batched sample, or its own logits
+        self.kind = (GREEDY if self.greedy else SAMPLED) if sampling.plain else OWN
 
     @property
     def cancelled(self) -> bool:
@@ -92,13 +103,7 @@ class Row:
 
     def sample(self, logits: torch.Tensor) -> torch.Tensor:
         """A token (0-d tensor, on the logits' device) from one row's last logits (vocab,)."""
-        sampling = self.request.sampling
-        probs = torch.softmax(logits.float() / sampling.temperature, dim=-1)
-        if sampling.top_p < 1.0:
-            sorted_probs, order = probs.sort(descending=True)
-            outside = sorted_probs.cumsum(-1) - sorted_probs > sampling.top_p  # always keeps the top token
-            probs = probs.scatter(0, order, sorted_probs.masked_fill(outside, 0.0))
-        return torch.multinomial(probs, 1, generator=self.generator)[0]
+        return sample_rows([self], logits[None])[0]
 
     @property
     def greedy(self) -> bool:
@@ -110,9 +115,9 @@ class Row:
         if self.rules is not None:
             self.rules.count(token)
         if token in self.eos:
-            return self.finish("stop", self.text(exclude_last=True))
+            return self.finish("stop", self.decoded)  # the text before the EOS
         self._measure(token)
-        text = self.text()
+        text = self.answer.after(self.tokens)
         if self.json is not None:
             self.json.accept(text[len(self.decoded) :])
         self.decoded = text
@@ -122,8 +127,7 @@ class Row:
         if len(self.tokens) >= sampling.max_tokens:
             return self.finish("length", text)
         # hold back what could be the start of a stop string, and half a multi-byte character
-        hold = max((len(s) - 1 for s in sampling.stop), default=0)
-        safe = len(text) - hold if not text.endswith("\ufffd") else len(text.rstrip("\ufffd")) - hold
+        safe = (len(text) if not text.endswith("\ufffd") else len(text.rstrip("\ufffd"))) - self.hold
         if safe > self.sent:
             self.request.stream.put(Token(text[self.sent : safe], self._take_logprobs()))
             self.sent = safe
@@ -145,9 +149,9 @@ class Row:
         taken, self.logprobs = self.logprobs, []
         return taken
 
-    def text(self, exclude_last: bool = False) -> str:
-        tokens = self.tokens[:-1] if exclude_last else self.tokens
-        return self.tokenizer.decode(tokens, skip_special_tokens=True)
+    def text(self) -> str:
+        """The whole answer decoded again (the JSON constraint and `generate_alone`; `add` grows it)."""
+        return self.tokenizer.decode(self.tokens, skip_special_tokens=True)
 
     def finish(self, reason: str, text: str) -> None:
         if len(text) > self.sent or self.logprobs:
@@ -161,20 +165,45 @@ class Row:
             self.done = True
 
 
+GREEDY, SAMPLED, OWN = "greedy", "sampled", "own"  # Row.kind
+
+
 def choose(rows: Sequence[Row], logits: torch.Tensor) -> torch.Tensor:
-    """Next token per row (batch,) on the logits' device: argmax for greedy rows, a seeded sample
-    otherwise; rows with logit rules, a JSON constraint or logprobs pick from their own logits."""
+    """Next token per row (batch,) on the logits' device: one argmax for the greedy rows, one
+    batched sample for those with only temperature/top_p; rows with logit rules, a JSON
+    constraint or logprobs pick from their own logits."""
     chosen = logits.argmax(-1)
+    sampled = [i for i, row in enumerate(rows) if row.kind is SAMPLED]
+    if sampled:
+        chosen[sampled] = sample_rows([rows[i] for i in sampled], logits[sampled])
     for i, row in enumerate(rows):
-        plain = row.request.sampling.plain
-        if row.greedy and plain:
-            continue
-        own = row.adjust(logits[i])
-        if plain:
-            chosen[i] = row.sample(own)
-            continue
-        chosen[i] = row.pick(own, own.argmax(-1))
+        if row.kind is OWN:
+            own = row.adjust(logits[i])
+            chosen[i] = row.pick(own, own.argmax(-1))
     return chosen
+
+
+def sample_rows(rows: Sequence[Row], logits: torch.Tensor) -> torch.Tensor:
+    """A token per row (batch,) from its logits (batch, vocab) at its temperature and top_p.
+
+    The same token as `torch.multinomial(probs, 1, generator=row.generator)` row by row, which
+    for one sample is argmax(probs / q) with q ~ Exp(1) drawn from the generator (torch's own
+    fast path): so the softmax, the nucleus and the argmax run once for the batch and only the
+    noise is drawn per row, from each row's seeded generator."""
+    device = logits.device
+    temperature = torch.tensor([row.request.sampling.temperature for row in rows], device=device)
+    probs = torch.softmax(logits.float() / temperature[:, None], dim=-1)
+    nucleus = [i for i, row in enumerate(rows) if row.request.sampling.top_p < 1.0]
+    if nucleus:
+        top_p = torch.tensor([rows[i].request.sampling.top_p for i in nucleus], device=device)
+        part = probs[nucleus]
+        sorted_probs, order = part.sort(dim=-1, descending=True)
+        outside = sorted_probs.cumsum(-1) - sorted_probs > top_p[:, None]  # always keeps the top token
+        probs[nucleus] = part.scatter(1, order, sorted_probs.masked_fill(outside, 0.0))
+    noise = torch.empty_like(probs)
+    for i, row in enumerate(rows):
+        noise[i].exponential_(generator=row.generator)
+    return (probs / noise).argmax(-1)
 
 
 class RunningBatch:
@@ -196,9 +225,10 @@ class RunningBatch:
 
     @torch.inference_mode()
     def admit(self, rows: list[Row]) -> None:
-        """Prefill the new rows (those of similar length together), choose their first tokens and
-        join them to the batch."""
-        fresh, prefilled = [], []
+        """Prefill the new rows (those of similar length together, groups in the order of `rows`:
+        the engine puts the lightest owner's first), choose their first tokens and join them to
+        the batch."""
+        fresh = []
         for row in rows:
             shared, layers = (
                 self.prefixes.longest(row.adapter, row.request.prompt) if self.prefixes else (0, None)
@@ -206,13 +236,17 @@ class RunningBatch:
             if layers is None:
                 fresh.append(row)
             else:
-                prefilled.append(([row], self._prefill_rest(row, shared, layers)))
-        prefilled += [(group, self._prefill(group)) for group in similar_lengths(fresh)]
+                self._first_tokens([row], self._prefill_rest(row, shared, layers))
+        place = {id(row): i for i, row in enumerate(rows)}
+        for group in sorted(similar_lengths(fresh), key=lambda group: min(place[id(r)] for r in group)):
+            self._first_tokens(group, self._prefill(group))
         self.sizes.append(len(self.rows))
-        for group, chosen in prefilled:
-            for row, token in zip(group, chosen.tolist(), strict=True):
-                row.add(token)
         self._retire_finished()
+
+    @staticmethod
+    def _first_tokens(rows: list[Row], chosen: torch.Tensor) -> None:
+        for row, token in zip(rows, chosen.tolist(), strict=True):
+            row.add(token)
 
     def _prefill(self, rows: list[Row]) -> torch.Tensor:
         """Left padded prompts through the model into a cache of their own, joined to the batch's."""

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from tunery.service.api import errors
+from tunery.service.api import errors, openapi
 from tunery.service.api.routes import inference
 from tunery.version import __version__
 
@@ -37,4 +37,5 @@ def create_inference_app(models: dict[str, tuple[str, str]], max_adapters: int =
         entries = [{"id": name, "object": "model", "created": 0, "owned_by": "tunery"} for name in models]
         return {"object": "list", "data": entries}
 
+    openapi.document(app)
     return app

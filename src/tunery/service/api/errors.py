@@ -16,7 +16,7 @@ from tunery.service.errors import ApiError, error_body, refusal
 
 def _answer(err: ApiError) -> JSONResponse:
     body = error_body(err.status, err.message, err.code, err.param, **err.extra)
-    return JSONResponse(body, status_code=err.status)
+    return JSONResponse(body, status_code=err.status, headers=getattr(err, "headers", None))  # Retry-After
 
 
 UNREADABLE_UPLOAD = ApiError(

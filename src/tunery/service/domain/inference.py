@@ -61,6 +61,7 @@ class Busy(ApiError):
     def __init__(self, message: str, retry_after: int = 1):
         super().__init__(429, message, code="rate_limit_exceeded")
         self.retry_after = retry_after
+        self.headers = {"Retry-After": str(retry_after)}  # answered with it wherever it is raised
 
 
 class Admission:
@@ -70,22 +71,47 @@ class Admission:
         self.per_key, self.per_project = per_key, per_project
         self.keys: Counter[str] = Counter()
         self.projects: Counter[str] = Counter()
+        self.digests: dict[str, str] = {}  # a Bearer secret's digest -> its key id, once looked up
         self._lock = threading.Lock()
 
     def reserve(self, key: str | None, project: str | None, rows: int) -> Callable[[], None]:
         """Count `rows` rows in, or raise Busy; the returned function releases one of them."""
         with self._lock:
-            if key is not None and self.keys[key] + rows > self.per_key:
-                raise Busy(
-                    f"this API key has {self.keys[key]} answers in flight (limit {self.per_key}): retry later"
-                )
-            if project is not None and self.projects[project] + rows > self.per_project:
-                raise Busy(
-                    f"project has {self.projects[project]} answers in flight (limit {self.per_project}): retry later"
-                )
+            self._refuse_beyond(key, project, rows)
             self.keys[key or ""] += rows
             self.projects[project or ""] += rows
         return partial(self._release, key or "", project or "")
+
+    def check(self, key: str | None, project: str | None, rows: int) -> None:
+        """Raise Busy now if `rows` more would be refused: a client retrying in a loop is told so
+        before its prompts are encoded (`reserve` still decides, later)."""
+        with self._lock:
+            self._refuse_beyond(key, project, rows)
+
+    def refuse_full(self, digest: str) -> None:
+        """Busy for a key whose rows in flight are at its limit, known by its secret's digest alone:
+        a client retrying in a loop is refused before its key is looked up (no thread, no database;
+        its rows in flight show the key was live a moment ago)."""
+        with self._lock:
+            key = self.digests.get(digest)
+            if key is not None and self.keys[key] >= self.per_key:
+                raise Busy(
+                    f"this API key has {self.keys[key]} answers in flight (limit {self.per_key}): retry later"
+                )
+
+    def remember(self, digest: str, key: str) -> None:
+        with self._lock:
+            self.digests[digest] = key
+
+    def _refuse_beyond(self, key: str | None, project: str | None, rows: int) -> None:
+        if key is not None and self.keys[key] + rows > self.per_key:
+            raise Busy(
+                f"this API key has {self.keys[key]} answers in flight (limit {self.per_key}): retry later"
+            )
+        if project is not None and self.projects[project] + rows > self.per_project:
+            raise Busy(
+                f"project has {self.projects[project]} answers in flight (limit {self.per_project}): retry later"
+            )
 
     def _release(self, key: str, project: str) -> None:
         with self._lock:
@@ -134,6 +160,8 @@ async def chat(
     disconnected: Disconnected | None = None,
 ) -> Answer:
     """`/v1/chat/completions`: the conversation through the model's chat template."""
+    rows_allowed(state, body.n, "n")
+    admission_of(state).check(key, project, body.n)  # before encoding: a client retrying in a loop
     target = await in_thread(resolve_target, state, project, body.model)
     engine = await in_thread(engine_of, state)
     prompt = await encode(engine.encode_chat, target, [m.as_template_input() for m in body.messages])
@@ -149,9 +177,10 @@ async def complete(
 ) -> Answer:
     """`/v1/completions`: each prompt as plain text."""
     rows_allowed(state, len(body.prompts()) * body.n, "prompt")  # before encoding a thousand prompts
+    admission_of(state).check(key, project, len(body.prompts()) * body.n)  # and before encoding them
     target = await in_thread(resolve_target, state, project, body.model)
     engine = await in_thread(engine_of, state)
-    prompts = [await encode(engine.encode_text, target, text) for text in body.prompts()]
+    prompts = await encode(partial(encode_each, engine.encode_text), target, body.prompts())  # one thread hop
     return await respond(engine, target, prompts, body, Caller(state, project, key, disconnected), chat=False)
 
 
@@ -231,7 +260,7 @@ def registry_target(state: Any, project: str, name: str):
     from tunery.store.tables import Checkpoint, Model
 
     artifacts = state.settings.artifacts
-    with state.sessions() as session:
+    with read_sessions(state)() as session:
         model = session.scalar(select(Model).where(Model.id == name, Model.project == project))
         if model is not None:
             return Target.for_run((artifacts / model.path).parent)
@@ -249,6 +278,16 @@ def registry_target(state: Any, project: str, name: str):
             return None
         base = session.scalar(select(Model).where(Model.base_model == name, Model.project == project))
     return Target.for_base(name) if base is not None else None
+
+
+def read_sessions(state: Any):
+    """Sessions that only read (the key check and model look-up of every inference request): on
+    SQLite they take no write lock, so a flood of requests never queues everyone's behind it."""
+    if getattr(state, "read_sessions", None) is None:
+        from tunery.store.session import read_only_factory
+
+        state.read_sessions = read_only_factory(state.sessions)
+    return state.read_sessions
 
 
 def scrub(message: str) -> str:
@@ -280,7 +319,11 @@ def sampling_for(body: SamplingFields, choice: int, max_tokens: int):
     )
 
 
-async def encode(encoder, target, content) -> list[int]:
+def encode_each(encoder, target, texts: list[str]) -> list[list[int]]:
+    return [encoder(target, text) for text in texts]
+
+
+async def encode(encoder, target, content) -> Any:
     try:
         return await in_thread(encoder, target, content)
     except (ValueError, TypeError) as err:  # a chat template that rejects the conversation, ...
@@ -328,10 +371,9 @@ async def respond(
         check_bias(body, await in_thread(engine.vocab_size, target))
     release = admission_of(caller.state).reserve(caller.key, caller.project, len(prompts) * body.n)
     loop = asyncio.get_running_loop()
+    submit = partial(engine.submit, loop=loop, owner=caller.owner, on_close=release, whole=not body.stream)
     streams = [
-        engine.submit(
-            target, prompt, sampling_for(body, i * body.n + j, max_tokens[i]), loop, caller.owner, release
-        )
+        submit(target, prompt, sampling_for(body, i * body.n + j, max_tokens[i]))
         for i, prompt in enumerate(prompts)
         for j in range(body.n)
     ]

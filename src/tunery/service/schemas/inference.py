@@ -206,6 +206,53 @@ class CompletionRequest(SamplingFields):
         return self.logprobs
 
 
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AnswerMessage(BaseModel):
+    role: Literal["assistant"]
+    content: str | None
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: AnswerMessage
+    finish_reason: Literal["stop", "length"] | None
+    logprobs: dict[str, Any] | None = None  # {"content": [...], "refusal": None} when asked
+
+
+class ChatCompletion(BaseModel):
+    """A whole chat answer (the schema documents it; the domain layer builds the dict)."""
+
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+
+
+class CompletionChoice(BaseModel):
+    index: int
+    text: str
+    finish_reason: Literal["stop", "length"] | None
+    logprobs: dict[str, Any] | None = None  # tokens, token_logprobs, top_logprobs, text_offset
+
+
+class TextCompletion(BaseModel):
+    """A whole text completion."""
+
+    id: str
+    object: Literal["text_completion"]
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage
+
+
 def completion_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:24]}"
 

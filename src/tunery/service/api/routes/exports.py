@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
 from tunery.service.api.deps import CurrentProject, SessionDep, SettingsDep
+from tunery.service.api.routes.files import BYTES
 from tunery.service.domain import exports
 from tunery.service.schemas.exports import ExportRequest, ExportStatus
 
@@ -28,7 +29,7 @@ def get_export(
     return ExportStatus(**exports.read_export(session, project, settings, model_id, export_id))
 
 
-@router.get("/{model_id:path}/exports/{export_id}/file")
+@router.get("/{model_id:path}/exports/{export_id}/file", response_class=FileResponse, responses={200: BYTES})
 def download_export(
     model_id: str, export_id: str, session: SessionDep, project: CurrentProject, settings: SettingsDep
 ) -> FileResponse:

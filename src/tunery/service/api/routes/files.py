@@ -14,6 +14,11 @@ from tunery.service.schemas.common import Deleted, ListPage
 from tunery.service.schemas.files import FilePublic, FileReport
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
+BYTES_TYPE = "application/octet-stream"
+BYTES = {
+    "description": "The file's bytes",
+    "content": {BYTES_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+}
 
 
 @router.post("", response_model=FilePublic)
@@ -45,12 +50,13 @@ def retrieve_file(file_id: str, session: SessionDep, project: CurrentProject) ->
     return FilePublic.of(get_file(session, project, file_id))
 
 
-@router.get("/{file_id}/content")
+@router.get("/{file_id}/content", response_class=FileResponse, responses={200: BYTES})
 def file_content(
     file_id: str, session: SessionDep, project: CurrentProject, settings: SettingsDep
 ) -> FileResponse:
+    """The file as uploaded (bytes, as OpenAI answers it)."""
     file = get_file(session, project, file_id)
-    return FileResponse(settings.artifacts / file.path, filename=file.filename)
+    return FileResponse(settings.artifacts / file.path, media_type=BYTES_TYPE, filename=file.filename)
 
 
 @router.delete("/{file_id}", response_model=Deleted)

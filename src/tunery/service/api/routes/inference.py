@@ -18,22 +18,34 @@ from tunery.service.api.deps import BearerKey
 from tunery.service.api.streaming import as_response
 from tunery.service.domain import inference
 from tunery.service.errors import ApiError, error_body
-from tunery.service.schemas.inference import ChatRequest, CompletionRequest
+from tunery.service.schemas.inference import ChatCompletion, ChatRequest, CompletionRequest, TextCompletion
 
 router = APIRouter(tags=["inference"])
 
 
-def calling_key(request: Request, credentials: BearerKey) -> tuple[str | None, str | None]:
+async def calling_key(request: Request, credentials: BearerKey) -> tuple[str | None, str | None]:
     """(project, key id) of the Bearer key; (None, None) standalone (no database, no keys).
 
-    The key is checked in a short session of its own: a streamed answer must not hold a transaction."""
-    sessions = getattr(request.app.state, "sessions", None)
-    if sessions is None:
+    A key at its limit of rows in flight is refused (429) before the look-up: a flood of retries
+    costs a hash each, not a thread and a query that everyone else's requests queue behind. The
+    key is checked in a short read-only session of its own: a streamed answer must not hold a
+    transaction, and the checks of many requests must not queue for SQLite's write lock."""
+    state = request.app.state
+    if getattr(state, "sessions", None) is None:
         return None, None
     if credentials is None:
         raise ApiError(401, "missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key")
-    with sessions() as session:
-        key = keys.live_key(session, secret=credentials.credentials)
+    digest = keys.hash_key(credentials.credentials)
+    admission = inference.admission_of(state)
+    admission.refuse_full(digest)
+    project, key = await inference.in_thread(look_up, state, credentials.credentials)
+    admission.remember(digest, key)
+    return project, key
+
+
+def look_up(state, secret: str) -> tuple[str, str]:
+    with inference.read_sessions(state)() as session:
+        key = keys.live_key(session, secret=secret)
         if key is None:
             raise ApiError(401, "invalid API key", code="invalid_api_key")
         return key.project, key.id
@@ -47,7 +59,7 @@ def busy(err: inference.Busy) -> JSONResponse:
     return JSONResponse(body, status_code=429, headers={"Retry-After": str(err.retry_after)})
 
 
-@router.post("/v1/chat/completions")
+@router.post("/v1/chat/completions", responses={200: {"model": ChatCompletion}})
 async def chat_completions(body: ChatRequest, request: Request, caller: KeyDep):
     project, key = caller
     try:
@@ -57,7 +69,7 @@ async def chat_completions(body: ChatRequest, request: Request, caller: KeyDep):
     return as_response(answer)
 
 
-@router.post("/v1/completions")
+@router.post("/v1/completions", responses={200: {"model": TextCompletion}})
 async def completions(body: CompletionRequest, request: Request, caller: KeyDep):
     project, key = caller
     try:

@@ -21,7 +21,11 @@ def list_models(session: SessionDep, project: CurrentProject, settings: Settings
 
 
 @router.get("/{model_id:path}", response_model=ModelPublic)
-def retrieve_model(model_id: str, session: SessionDep, project: CurrentProject) -> ModelPublic:
+def retrieve_model(
+    model_id: str, session: SessionDep, project: CurrentProject, settings: SettingsDep
+) -> ModelPublic:
+    if model_id in settings.inference_base_models:  # listed above, so it can be opened too
+        return ModelPublic(id=model_id, created=0, owned_by="tunery")
     return ModelPublic.of(get_model(session, project, model_id))
 
 
