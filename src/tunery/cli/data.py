@@ -22,39 +22,103 @@ def check(
     ] = "auto",
     max_length: Annotated[int, typer.Option(help="Tokens per example in training.")] = 1024,
     train_on: Annotated[str, typer.Option(help="assistant or all: which tokens carry loss.")] = "assistant",
+    strict_template: Annotated[
+        bool,
+        typer.Option(
+            help="Template round-trip issues fail the check, as data.strict_template fails training."
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Validate a data file: per-row errors with line numbers, duplicates, token lengths, labels.
 
-    Exits with code 1 when any row has an error.
+    With --model, also the template round-trip: each assistant turn's inference prompt must be an
+    exact token prefix of the row's training tokens. Exits with code 1 when any row has an error.
     """
     from tunery.cli.render_data import render_data_check
+    from tunery.cli.render_preview import render_template_issues
     from tunery.data import check_data, load_examples
     from tunery.data.preference import is_preference_file
+    from tunery.data.template_check import check_round_trip, with_issues
+    from tunery.data.tokenize import TemplateError
 
     if format == "auto" and is_preference_file(path):  # chosen/rejected pairs or KTO rows
         from tunery.cli.render_preference import check_preference_file
 
         raise typer.Exit(check_preference_file(path, model, max_length, as_json))
     loaded = load_examples(path, format=format)
-    count_tokens = None
+    count_tokens, issues = None, []
     if model and loaded.format != "classification":
-        count_tokens = _token_counter(model, max_length, train_on)
-    report = check_data(loaded, count_tokens=count_tokens, max_length=max_length if count_tokens else None)
+        tokenizer = _chat_tokenizer(model)
+        count_tokens = _token_counter(tokenizer, max_length, train_on)
+        issues = check_round_trip(loaded.examples, tokenizer)
+    try:
+        report = check_data(
+            loaded, count_tokens=count_tokens, max_length=max_length if count_tokens else None
+        )
+    except TemplateError as err:  # training could not find the answers either: say where and why
+        raise with_issues(err, issues, path) from None
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2))
+        extra = {"template_issues": [issue.to_dict() for issue in issues]} if count_tokens else {}
+        typer.echo(json.dumps(report.to_dict() | extra, indent=2))
     else:
-        render_data_check(report, Console())
-    raise typer.Exit(0 if report.ok else 1)
+        console = Console()
+        render_data_check(report, console)
+        render_template_issues(issues, console, source=path, checked=count_tokens is not None)
+    raise typer.Exit(0 if report.ok and not (strict_template and issues) else 1)
 
 
-def _token_counter(model: str, max_length: int, train_on: str):
-    from tunery.data.tokenize import ensure_chat_template, token_counter
+def _chat_tokenizer(model: str):
+    """The model's tokenizer with the chat template training gives it (ChatML when it has none)."""
+    from tunery.data.tokenize import ensure_chat_template
     from tunery.models import load_tokenizer, resolve_model
 
     tokenizer = load_tokenizer(resolve_model(model))
     ensure_chat_template(tokenizer)
+    return tokenizer
+
+
+def _token_counter(tokenizer, max_length: int, train_on: str):
+    from tunery.data.tokenize import token_counter
+
     return token_counter(tokenizer, max_length=max_length, train_on=train_on)
+
+
+@app.command()
+def preview(
+    path: Annotated[
+        str | None,
+        typer.Argument(help="Data file or registered NAME[@VERSION]; default: the config's data.train."),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model whose tokenizer and chat template training uses.")
+    ] = None,
+    config: Annotated[
+        str | None,
+        typer.Option(help="A training config: its template, max_length, packing, batch size and seed."),
+    ] = None,
+    rows: Annotated[int, typer.Option(min=1, help="Rows to show, in the order epoch 0 trains them.")] = 3,
+    ids: Annotated[bool, typer.Option("--ids", help="Show each token's id.")] = False,
+    html: Annotated[str | None, typer.Option(help="Also write the preview as a self-contained page.")] = None,
+    max_length: Annotated[int | None, typer.Option(help="data.max_length (default: the config's).")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Config override key=value (repeatable).")
+    ] = None,
+) -> None:
+    """Rows exactly as training sees them: template, truncation, packing, trained tokens highlighted."""
+    from tunery.cli.render_preview import render_preview
+    from tunery.data.preview import build_preview, preview_config, preview_html
+    from tunery.files import write_atomic
+
+    overrides = [*(set_ or []), *([f"data.max_length={max_length}"] if max_length else [])]
+    cfg = preview_config(config=config, data=path, model=model, overrides=overrides)
+    shown = build_preview(cfg, rows=rows)
+    render_preview(shown, Console(), ids=ids)
+    if html:
+        from pathlib import Path
+
+        write_atomic(Path(html), preview_html(shown, ids=ids))
+        typer.echo(f"wrote {html}")
 
 
 # --- versions ---------------------------------------------------------------------------------

@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 
 from tunery.data.formats import load_checked
 from tunery.data.registry import resolve_data_path
-from tunery.data.tokenize import EncodedData, encode_examples_cached
+from tunery.data.template_check import (
+    TemplateIssue,
+    check_round_trip_cached,
+    report_template_issues,
+    with_issues,
+)
+from tunery.data.tokenize import EncodedData, TemplateError, encode_examples_cached
 from tunery.data.types import DataError, Example, LoadedData
 
 __all__ = ["DataError", "PreparedData", "load_checked", "load_split", "prepare_data", "split_examples"]
@@ -26,6 +32,8 @@ class PreparedData:
     train: EncodedData
     validation: EncodedData | None
     sources: dict = field(default_factory=dict)  # role -> {path, format, content_hash, rows}
+    # data/template_check.py; keyword-only, so subclasses' positional fields keep their places
+    template_issues: list[TemplateIssue] = field(default_factory=list, kw_only=True)
 
     def summary(self) -> dict:
         def describe(encoded: EncodedData | None) -> dict:
@@ -43,6 +51,7 @@ class PreparedData:
             "sources": self.sources,
             "train": describe(self.train),
             "validation": describe(self.validation),
+            "template_issue_lines": sorted({issue.line for issue in self.template_issues}),
         }
 
 
@@ -80,10 +89,14 @@ def load_split(data_config, seed: int, fmt: str | None = None) -> tuple[list[Exa
 def prepare_data(data_config, tokenizer, seed: int) -> PreparedData:
     """Load, check, split and encode the config's data; refuses a train set with nothing left to learn."""
     train_examples, valid_examples, sources = load_split(data_config, seed)
+    issues = check_templates(data_config, tokenizer, train_examples, valid_examples)
 
     def encode(examples: list[Example]) -> EncodedData:
         # Cached on disk by data, tokenizer, template and settings: a rerun starts training at once.
-        return encode_examples_cached(examples, tokenizer, data_config.max_length, data_config.train_on)
+        try:
+            return encode_examples_cached(examples, tokenizer, data_config.max_length, data_config.train_on)
+        except TemplateError as err:  # the round-trip check saw it first and knows the row and token
+            raise with_issues(err, issues) from None
 
     train = encode(train_examples)
     if not train.examples:
@@ -91,7 +104,25 @@ def prepare_data(data_config, tokenizer, seed: int) -> PreparedData:
             f"{data_config.train}: no example is left to train on after truncation to data.max_length"
         )
     validation = encode(valid_examples) if valid_examples else None
-    return PreparedData(train, validation if validation and validation.examples else None, sources)
+    return PreparedData(
+        train, validation if validation and validation.examples else None, sources, template_issues=issues
+    )
+
+
+def check_templates(
+    data_config, tokenizer, train: list[Example], valid: list[Example]
+) -> list[TemplateIssue]:
+    """The template round-trip check of the train and validation rows: a warning, or an error when strict.
+
+    Cached like the encoding, so a restart pays only the hash of the rows.
+    """
+    issues = []
+    held_out = data_config.validation or f"{data_config.train} (held-out rows)"
+    for examples, source in ((train, data_config.train), (valid, held_out)):
+        found = check_round_trip_cached(examples, tokenizer) if examples else []
+        report_template_issues(found, data_config.strict_template, source=source)
+        issues += found
+    return issues
 
 
 def _source(loaded: LoadedData, dataset: str | None = None) -> dict:

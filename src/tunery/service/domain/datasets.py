@@ -7,18 +7,26 @@ Every upload becomes a version of the dataset named after its file (`orders.json
 
 from __future__ import annotations
 
+import functools
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from tunery.data.registry import NAME_PATTERN
 from tunery.data.versions import version_record
+from tunery.errors import TuneryError, error_code
 from tunery.service.domain.lookups import get_file
 from tunery.service.errors import ApiError, not_found
 from tunery.store.tables import DatasetVersionRow, File
+
+if TYPE_CHECKING:
+    from tunery.data.preview import Preview
+    from tunery.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -134,3 +142,62 @@ def file_of_version(session: Session, project: str, version: DatasetVersionRow) 
             code="file_not_found",
         )
     return stored
+
+
+PREVIEW_ROWS_MAX = 50  # rows one preview request may render
+_TOKENIZER_LOCK = threading.Lock()
+
+
+def preview_version(
+    session: Session,
+    project: str,
+    settings: Settings,
+    name: str,
+    model: str,
+    rows: int,
+    version: int | None = None,
+    max_length: int | None = None,
+) -> tuple[int, Preview]:
+    """The version previewed (default: the latest) and its mask preview under `model`'s tokenizer and template.
+
+    The rows go through training's own data path (`tunery.data.preview`), with a job's defaults
+    for everything the request does not set; errors name `name@version`, never a server path.
+    """
+    from tunery.data.preview import build_preview, preview_config
+    from tunery.service.domain.jobs import check_model
+
+    shown = get_version(session, project, name, version) if version else _latest(session, project, name)
+    if shown is None:
+        raise not_found("dataset", name)
+    path = str(settings.artifacts / file_of_version(session, project, shown).path)
+    check_model(model, settings)
+    tokenizer = _preview_tokenizer(model)
+    overrides = [f"data.max_length={max_length}"] if max_length else []
+    try:
+        cfg = preview_config(data=path, model=model, overrides=overrides)
+        return shown.version, build_preview(cfg, rows, tokenizer)
+    except TuneryError as err:
+        message = str(err).replace(path, f"{name}@{shown.version}")
+        raise ApiError(400, message, code=error_code(err)) from None
+
+
+def _preview_tokenizer(model: str):
+    """The model's tokenizer, loaded once per model (the preview reads it, never changes it)."""
+    from tunery.models import ModelNotFoundError
+
+    try:
+        with _TOKENIZER_LOCK:  # one load at a time: two first imports of transformers in two threads race
+            return _cached_tokenizer(model)
+    except (ModelNotFoundError, OSError, ValueError) as err:
+        message = f"cannot load the tokenizer of '{model}': {str(err).splitlines()[0]}"
+        raise ApiError(400, message, code="model_not_found", param="model") from None
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_tokenizer(model: str):
+    from tunery.data.tokenize import ensure_chat_template
+    from tunery.models import load_tokenizer, resolve_model
+
+    tokenizer = load_tokenizer(resolve_model(model))
+    ensure_chat_template(tokenizer)
+    return tokenizer

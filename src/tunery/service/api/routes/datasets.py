@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 
-from tunery.service.api.deps import DB_INT_MAX, CurrentProject, SessionDep
+from tunery.config import ModelConfig
+from tunery.service.api.deps import DB_INT_MAX, CurrentProject, SessionDep, SettingsDep
 from tunery.service.domain import datasets
 from tunery.service.schemas.common import ListPage
 from tunery.service.schemas.datasets import (
+    DatasetPreview,
     DatasetPublic,
     DatasetVersionCreate,
     DatasetVersionPublic,
@@ -55,3 +57,22 @@ def get_version(
 ) -> DatasetVersionReport:
     """A version with its validation report."""
     return DatasetVersionReport.of(datasets.get_version(session, project, name, version))
+
+
+@router.get("/{name}/preview", response_model=DatasetPreview)
+def preview(
+    name: str,
+    session: SessionDep,
+    project: CurrentProject,
+    settings: SettingsDep,
+    model: str = ModelConfig.model_fields["name"].default,
+    rows: Annotated[int, Query(ge=1, le=datasets.PREVIEW_ROWS_MAX)] = 5,
+    version: Annotated[int | None, Query(ge=1, le=DB_INT_MAX)] = None,
+    max_length: Annotated[int | None, Query(ge=8, le=DB_INT_MAX)] = None,
+) -> DatasetPreview:
+    """The mask preview: the first `rows` rows as training sees them, each token with its text, id and
+    whether it is trained; the template round-trip check's issues beside them."""
+    found, shown = datasets.preview_version(
+        session, project, settings, name, model, rows, version, max_length
+    )
+    return DatasetPreview.of(name, found, shown)

@@ -42,4 +42,31 @@ document.addEventListener("DOMContentLoaded", () => {
       p.textContent = error.message; target.appendChild(p);
     });
   }
+  // Mask preview: shown for the first rows as soon as the page opens; the form redraws it for another model.
+  const preview = document.getElementById("preview-form");
+  if (preview) {
+    let pending = null; // the request on its way; a newer one cancels it, so an old answer never lands last
+    const show = async () => {
+      const target = document.getElementById("preview");
+      const query = new URLSearchParams(new FormData(preview));
+      if (pending) pending.abort();
+      const mine = pending = new AbortController();
+      target.innerHTML = '<p role="status">Tokenising the first rows…</p>';
+      let response;
+      try {
+        response = await fetch(`${preview.dataset.url}?${query}`, { credentials: "same-origin", signal: mine.signal });
+      } catch (error) {
+        if (mine.signal.aborted) return;
+        throw error;
+      }
+      if (mine !== pending) return;
+      if (response.ok) { target.innerHTML = await response.text(); return; } // server-rendered, escaped
+      const error = window.tunery.errorOf(await response.json().catch(() => null), response.status);
+      target.textContent = "";
+      const p = document.createElement("p"); p.className = "error"; p.setAttribute("role", "alert");
+      p.textContent = error.message; target.appendChild(p);
+    };
+    preview.addEventListener("submit", (event) => { event.preventDefault(); show(); });
+    show();
+  }
 });
