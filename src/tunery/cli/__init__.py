@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from tunery.cli import data, export, methods, report, service, train, use
+from tunery.cli import audit, data, export, methods, report, service, train, use
 from tunery.errors import error_code
 from tunery.libraries import quiet_libraries
 
@@ -28,6 +28,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data.app, name="data")
+data.app.command("audit")(audit.audit)
 app.command("train")(train.train)
 app.command("methods")(methods.methods)
 app.command("serve")(service.serve)

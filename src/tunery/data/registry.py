@@ -26,7 +26,7 @@ import json
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -115,11 +115,14 @@ class DatasetStore:
 
     # --- writing --------------------------------------------------------------------------
     def add(
-        self, name: str, path: str | Path, recipe: dict[str, Any] | None = None, source: str | None = None
-    ) -> Added:
+        self, name: str, path: str | Path, recipe: dict[str, Any] | None = None, source: str | None = None,
+        derived_from: int | None = None,
+    ) -> Added:  # fmt: skip
         """Register `path` as the next version of `name`; refuses files with row errors.
 
         `source` is what to record as the origin when `path` is a temporary file (a mix).
+        `derived_from` is the version it was made from when that is not the latest (an audit of
+        `orders@1` after `orders@2` was added): it becomes the parent, and the diff is against it.
         """
         from tunery.data.check import check_data
         from tunery.data.formats import load_checked
@@ -130,8 +133,11 @@ class DatasetStore:
         previous = self.versions(name)[-1] if self.versions(name) else None
         if previous and previous.content_hash == loaded.content_hash and previous.recipe == recipe:
             return Added(previous, RowDiff(0, 0, 0, previous.rows), is_new=False)
-        diff = diff_examples(self.load(previous).examples, loaded.examples) if previous else None
+        parent = self.get(name, derived_from) if derived_from is not None else previous
+        diff = diff_examples(self.load(parent).examples, loaded.examples) if parent else None
         record = version_record(check_data(loaded).to_dict(), previous)
+        if parent is not None:
+            record = replace(record, parent=parent.version)
         version = DatasetVersion(
             name=name,
             **asdict(record),

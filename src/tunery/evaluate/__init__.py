@@ -4,6 +4,7 @@
     evaluate_run("runs/demo", "test.jsonl", checks=["json"])   # -> runs/demo/eval/test/
     compare_runs(["runs/a", "runs/b"]).config_differences
     write_report("runs/demo")                                   # -> runs/demo/report.html
+    audit_run("runs/demo").flagged()                            # per-row loss audit -> runs/demo/audit/training/
 
 Names load on first use, so importing this package does not import torch.
 """
@@ -18,6 +19,7 @@ _HOMES = {
     "compare_runs": "tunery.evaluate.compare_runs",
     "plot_runs": "tunery.evaluate.compare_runs",
     "write_report": "tunery.evaluate.report",
+    "audit_run": "tunery.evaluate.audit",
     "classification_scores": "tunery.tasks.label_scores",
     "corpus_scores": "tunery.evaluate.metrics",
     "parse_check": "tunery.evaluate.checks",

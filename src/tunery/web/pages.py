@@ -30,6 +30,7 @@ from tunery.web.auth import (
     CSRF_FIELD,
     LIFETIME_SECONDS,
     SIGN_IN_COOKIE,
+    ActionProject,
     PageProject,
     check_csrf,
     check_same_origin,
@@ -170,6 +171,25 @@ def dataset_version_page(
     return render(request, "dataset.html", project=project, version=shown, versions=versions)
 
 
+@router.get("/ui/datasets/{name}/versions/{version}/preview")
+def dataset_preview(
+    request: Request,
+    name: str,
+    version: int,
+    session: SessionDep,
+    project: ActionProject,
+    settings: SettingsDep,
+    model: str = "smollm2-135m-instruct",
+    rows: int = 5,
+) -> HTMLResponse:
+    """The dataset page's mask preview: `GET /api/datasets/{name}/preview`'s domain call, drawn as HTML."""
+    from tunery.data.preview import preview_html
+
+    rows = min(max(rows, 1), datasets.PREVIEW_ROWS_MAX)
+    _, shown = datasets.preview_version(session, project, settings, name, model, rows, version)
+    return HTMLResponse(preview_html(shown, page=False), headers=SECURITY_HEADERS)
+
+
 @router.get("/jobs")
 def jobs_page(request: Request, session: SessionDep, project: PageProject) -> HTMLResponse:
     return render(request, "jobs.html", project=project, jobs=recent_jobs(session, project))
@@ -216,6 +236,7 @@ def job_page(
     return render(
         request, "job.html", project=project, job=job, checkpoints=checkpoints, evaluation=Evaluation.of(run),
         warnings=run.record.get("warnings", []), finished=job.status in FINISHED,
+        auto=run.record.get("auto") or {},  # train.*: auto choices and the lr range test (training/auto.py)
     )  # fmt: skip
 
 
@@ -255,3 +276,36 @@ def playground_page(request: Request, session: SessionDep, project: PageProject)
         request, "playground.html", project=project, models=entries, bases=bases, picked=picked,
         chosen_base=chosen_base,
     )  # fmt: skip
+
+
+@router.get("/jobs/{job_id}/audit")
+def job_audit_page(
+    request: Request, job_id: str, session: SessionDep, project: PageProject, settings: SettingsDep
+) -> HTMLResponse:
+    """The job's newest per-row loss audit: its flagged rows, worst first, and a button to run one."""
+    from tunery.service.domain import audits
+
+    try:
+        job = JobPublic.of(get_job(session, project, job_id))
+        found = audits.list_audits(session, project, settings, job_id)
+        latest = found[0] if found else None
+        rows = []
+        if latest is not None and latest["status"] == "succeeded":
+            rows = audits.audit_rows(session, project, settings, job_id, latest["id"], True, 500)[0]
+    except ApiError as err:
+        return not_found_page(request, project, err)
+    return render(
+        request, "audit.html", project=project, job=job, audit=latest, rows=rows,
+        can_start=job.status == "succeeded" and (latest is None or latest["status"] in FINISHED),
+    )  # fmt: skip
+
+
+@router.post("/ui/jobs/{job_id}/audit")
+def start_job_audit(
+    job_id: str, session: SessionDep, project: ActionProject, settings: SettingsDep
+) -> RedirectResponse:
+    """The audit page's button: the API's background audit (`audits.start_audit`), then back to the page."""
+    from tunery.service.domain import audits
+
+    audits.start_audit(session, project, settings, job_id)
+    return RedirectResponse(f"/jobs/{job_id}/audit", status_code=303)
