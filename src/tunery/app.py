@@ -12,9 +12,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from tunery import web
-from tunery.service.api import errors
+from tunery.service.api import errors, openapi
 from tunery.service.api.routes import datasets, files, health, inference, jobs, keys, models, registry, runs
 from tunery.service.api.routes import exports as model_exports
+from tunery.service.api.routes import reviews as blind_reviews
 from tunery.service.limits import UploadLimit
 from tunery.settings import Settings
 from tunery.version import __version__
@@ -43,7 +44,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(files.report_router)
     app.include_router(model_exports.router)
+    app.include_router(blind_reviews.router)
     web.mount(app)  # the web dashboard at /, over the same domain functions
+    openapi.document(app)  # refusals, streams and links in the published schema
     return app
 
 

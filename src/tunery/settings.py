@@ -66,6 +66,11 @@ class Settings(BaseSettings):
         description="Base models any project's key may chat with and `/v1/models` lists (JSON list of "
         "aliases or local folders).",
     )
+    review_judge_hosts: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1", "localhost", "::1"],
+        description="Hosts the automatic judge of a blind review may call (JSON list): a key may not aim "
+        "the server at any address it can reach. Add your judge's host, e.g. api.openai.com.",
+    )
 
     max_job_steps: int = Field(100_000, ge=1, description="Jobs: the most optimiser steps one may ask for.")
     max_job_lora_rank: int = Field(1024, ge=1, description="Jobs: the largest lora.r (and adapter ranks).")

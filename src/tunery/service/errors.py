@@ -15,6 +15,7 @@ from tunery.errors import TuneryError, error_code
 TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
+    403: "permission_error",
     404: "not_found_error",
     409: "conflict_error",
     413: "invalid_request_error",

@@ -152,3 +152,88 @@ class WebSession(Base):
     created_at: Mapped[int] = mapped_column(BigInteger, default=now)
     expires_at: Mapped[int] = mapped_column(BigInteger)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Review(Base):
+    """A blind A/B review: models answer the same prompts; reviewers pick the better of two answers.
+
+    `models` (in the order given) and `salt` (which side each reviewer sees each model on) never
+    leave the server before the review is closed (`tunery.service.domain.reviews`)."""
+
+    __tablename__ = "reviews"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True, default=lambda: new_id("review"))
+    project: Mapped[str] = mapped_column(String(200), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    owner_key_id: Mapped[str] = mapped_column(String(40))  # the key that created it; only it closes it
+    status: Mapped[str] = mapped_column(String(16), index=True)  # generating | open | closed | failed
+    models: Mapped[list[Any]] = mapped_column(JSON)
+    prompts: Mapped[list[Any]] = mapped_column(JSON)  # [[{role, content}, ...], ...]
+    source: Mapped[dict[str, Any]] = mapped_column(JSON)  # {kind: pasted|dataset, name, version}
+    max_tokens: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(Integer)
+    salt: Mapped[str] = mapped_column(String(64))
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # {code, message}
+    judge: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # the automatic judge's run
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+    closed_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class ReviewAnswer(Base):
+    """One model's answer to one prompt of a review."""
+
+    __tablename__ = "review_answers"
+    __table_args__ = (UniqueConstraint("review_id", "prompt_index", "model_index"),)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    review_id: Mapped[str] = mapped_column(ForeignKey("reviews.id", ondelete="CASCADE"), index=True)
+    prompt_index: Mapped[int] = mapped_column(Integer)
+    model_index: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    finish_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+
+
+class ReviewItem(Base):
+    """A prompt and a pair of the review's models (`first_model` < `second_model`, indexes into
+    `Review.models`); its id is random, so it tells nothing of the pair."""
+
+    __tablename__ = "review_items"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True, default=lambda: new_id("revitem"))
+    review_id: Mapped[str] = mapped_column(ForeignKey("reviews.id", ondelete="CASCADE"), index=True)
+    prompt_index: Mapped[int] = mapped_column(Integer)
+    first_model: Mapped[int] = mapped_column(Integer)
+    second_model: Mapped[int] = mapped_column(Integer)
+
+
+class ReviewVote(Base):
+    """A reviewer's verdict on an item, in the item's own terms (`first` / `second` model better, `tie`,
+    `both_bad`); `first_shown_as` keeps the side the reviewer saw the first model on ("a" or "b")."""
+
+    __tablename__ = "review_votes"
+    __table_args__ = (UniqueConstraint("item_id", "reviewer_key_id"),)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    review_id: Mapped[str] = mapped_column(ForeignKey("reviews.id", ondelete="CASCADE"), index=True)
+    item_id: Mapped[str] = mapped_column(ForeignKey("review_items.id", ondelete="CASCADE"), index=True)
+    reviewer_key_id: Mapped[str] = mapped_column(String(40))
+    verdict: Mapped[str] = mapped_column(String(16))
+    first_shown_as: Mapped[str] = mapped_column(String(1))
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+    updated_at: Mapped[int] = mapped_column(BigInteger, default=now)
+
+
+class ReviewJudgement(Base):
+    """An automatic judge's verdict on an item in one order (`first_as_a`: the first model shown as A),
+    kept apart from the human votes; `verdict` is in the item's terms, or `invalid` (unreadable reply)."""
+
+    __tablename__ = "review_judgements"
+    __table_args__ = (UniqueConstraint("item_id", "judge", "first_as_a"),)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    review_id: Mapped[str] = mapped_column(ForeignKey("reviews.id", ondelete="CASCADE"), index=True)
+    item_id: Mapped[str] = mapped_column(ForeignKey("review_items.id", ondelete="CASCADE"), index=True)
+    judge: Mapped[str] = mapped_column(String(400))  # the judge's model name
+    first_as_a: Mapped[bool] = mapped_column(Boolean)
+    verdict: Mapped[str] = mapped_column(String(16))
+    reply: Mapped[str] = mapped_column(Text)  # the judge's reply, cut to 200 characters
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)

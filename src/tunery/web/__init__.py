@@ -23,10 +23,13 @@ STATIC = Path(__file__).parent / "static"
 
 def mount(app: FastAPI) -> None:
     from tunery.web import actions, pages
+    from tunery.web import reviews as blind_reviews
     from tunery.web.auth import SignInRequired, sign_in_url
 
     app.include_router(pages.router)
     app.include_router(actions.router)
+    app.include_router(blind_reviews.pages)
+    app.include_router(blind_reviews.actions)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.exception_handler(SignInRequired)
