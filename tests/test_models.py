@@ -65,3 +65,30 @@ def test_the_matmul_probe_measures_real_kernels():
     import tunery.models as models
 
     assert 0 < models._matmul_seconds("float32") < 1.0
+
+
+def test_requests_that_need_the_same_gguf_at_once_convert_it_once(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    import tunery.models as models
+
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF")
+    calls = []
+
+    def slow_conversion(path, target):
+        calls.append(path)
+        time.sleep(0.3)
+        target.mkdir(parents=True)
+        (target / "config.json").write_text("{}")
+
+    monkeypatch.setattr(models, "_convert_into", slow_conversion)
+    results: list = []
+    threads = [threading.Thread(target=lambda: results.append(models.convert_gguf(gguf))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1
+    assert len(set(results)) == 1 and (results[0] / "config.json").exists()

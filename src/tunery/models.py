@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -165,10 +166,20 @@ def convert_gguf(gguf_path: Path, cache_name: str | None = None) -> Path:
     target = tunery_home() / "models" / key
     if (target / "config.json").exists():
         return target
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from filelock import FileLock
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=target.parent))
+    # One conversion per file at a time, across threads and processes: the rest wait and reuse it.
+    with FileLock(str(target.parent / f".{key}.lock")):
+        if not (target / "config.json").exists():
+            _convert_into(gguf_path, target)
+    return target
+
+
+def _convert_into(gguf_path: Path, target: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
         model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
@@ -177,10 +188,10 @@ def convert_gguf(gguf_path: Path, cache_name: str | None = None) -> Path:
         model.hf_quantizer = None  # type: ignore[assignment]  # torch types Module.__setattr__ for tensors and modules only
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+        shutil.rmtree(target, ignore_errors=True)  # a folder without config.json is a dead half-conversion
         os.replace(staging, target)  # atomic: a half-converted folder is never seen as the model
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return target
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -245,10 +256,16 @@ def set_threads(threads: int | None) -> int:
     return torch.get_num_threads()
 
 
-def load_tokenizer(path: str, trust_remote_code: bool = False):
-    from transformers import AutoTokenizer
+# transformers' lazy imports are not thread-safe: two server threads loading a tokenizer at once
+# can fail with "cannot import name 'AutoTokenizer'", so loads take turns.
+_TOKENIZER_LOAD = threading.Lock()
 
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+
+def load_tokenizer(path: str, trust_remote_code: bool = False):
+    with _TOKENIZER_LOAD:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

@@ -46,13 +46,22 @@ def eval(  # noqa: A001 - the command is called eval
     harness_include: Annotated[
         list[str] | None, typer.Option(help="A task YAML or a folder of them for --harness; repeatable.")
     ] = None,
+    harness_chat: Annotated[
+        bool,
+        typer.Option(
+            help="--harness: render requests with the model's chat template, as a chat model is used."
+        ),
+    ] = False,
+    system: Annotated[
+        str | None, typer.Option(help="--harness-chat: a system turn before each request.")
+    ] = None,
 ) -> None:
     """Evaluate a run and its base model: loss, perplexity, generation scores, format checks, forgetting.
 
     Writes RUN/eval/NAME/metrics.json and examples.jsonl (prompt, reference, base and tuned output, scores).
     """
     if harness is not None:
-        _harness(run, harness, harness_include or [], base, limit, name, as_json)
+        _harness(run, harness, harness_include or [], base, limit, name, as_json, (harness_chat, system))
         return
     from tunery.evaluate.checks import CheckError, parse_check
 
@@ -66,6 +75,11 @@ def eval(  # noqa: A001 - the command is called eval
         run, data, with_base=base, limit=limit, max_new_tokens=max_new_tokens, checks=checks,
         temperature=temperature, top_p=top_p, seed=seed, name=name,
     )  # fmt: skip
+    _show_evaluation(evaluation, run, as_json)
+
+
+def _show_evaluation(evaluation, run: str, as_json: bool) -> None:
+    """Print what `tunery eval` measured: win rates for pairs, accuracy for labels, scores and samples otherwise."""
     if isinstance(evaluation, dict) and "preference" in evaluation:  # pairs: win rates, base vs tuned
         typer.echo(json.dumps(evaluation, indent=2) if as_json else _preference_text(evaluation))
         return
@@ -88,14 +102,25 @@ def eval(  # noqa: A001 - the command is called eval
     console.print(f"[dim]per-example results: {Path(run) / 'eval' / evaluation.name}[/]")
 
 
-def _harness(run: str, tasks: str, include: list[str], base: bool, limit, name, as_json: bool) -> None:
+def _harness(
+    run: str,
+    tasks: str,
+    include: list[str],
+    base: bool,
+    limit,
+    name,
+    as_json: bool,
+    chat: tuple[bool, str | None],
+) -> None:
     """`tunery eval RUN --harness TASKS`: lm-eval scores, base and tuned, into RUN/eval/harness/."""
     from tunery.evaluate.harness import harness_evaluate
 
     names = [task.strip() for task in tasks.split(",") if task.strip()]
     if not names:
         raise typer.BadParameter("name at least one task", param_hint="--harness")
-    summary = harness_evaluate(run, names, include, with_base=base, limit=limit, name=name or "harness")
+    summary = harness_evaluate(
+        run, names, include, with_base=base, limit=limit, name=name or "harness", chat=chat[0], system=chat[1]
+    )
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
