@@ -307,7 +307,8 @@ def test_a_rerun_takes_the_lr_from_the_cache(tiny_model_dir, chat_files, tmp_pat
     assert second.record["status"] == "planned" and not second.adapter_dir.exists()
 
 
-def test_a_short_run_skips_the_range_test_and_says_why(tiny_model_dir, chat_files, tmp_path):
+def test_a_short_run_skips_the_range_test_and_says_why(tiny_model_dir, chat_files, tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNERY_HOME", str(tmp_path / "home"))  # no range test cached by another test
     run = train_run({**auto_config(tiny_model_dir, chat_files, tmp_path, max_steps=3, batch_size=4), "run_name": "short"},
                     quiet=True, dry_run=True)  # fmt: skip
     lr = [c for c in run.record["auto"]["choices"] if c["key"] == "train.lr"][0]
