@@ -26,8 +26,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        from tunery.models import import_model_libraries
         from tunery.store import connect, session_factory
 
+        import_model_libraries()  # before request threads: transformers' lazy imports are not thread-safe
         app.state.settings = settings
         app.state.sessions = session_factory(connect(settings.database_url))
         app.state.dispatcher = make_dispatcher(app.state.sessions, settings)

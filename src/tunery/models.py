@@ -261,6 +261,15 @@ def set_threads(threads: int | None) -> int:
 _TOKENIZER_LOAD = threading.Lock()
 
 
+def import_model_libraries() -> None:
+    """Resolve transformers' lazy imports in one thread, before a server's threads race to do it."""
+    with _TOKENIZER_LOAD:
+        import transformers
+        from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast  # noqa: F401
+
+        transformers.models.auto.tokenization_auto.tokenizer_class_from_name("PreTrainedTokenizerFast")
+
+
 def load_tokenizer(path: str, trust_remote_code: bool = False):
     with _TOKENIZER_LOAD:
         from transformers import AutoTokenizer
