@@ -119,13 +119,13 @@ def test_a_job_survives_postgres_and_redis_restarting_mid_run(backing, tmp_path,
         straight = straight_run(config, tmp_path / "straight")
         checkpoints = service.home / "service" / "artifacts" / "jobs" / job_id / "checkpoints"
         wait_for(lambda: list(checkpoints.glob("step-*/COMPLETE")), 180, what="the first checkpoint")
-        at_restart = []
-        for backend in (redis, postgres):
-            at_restart.append(last_logged_step(checkpoints.parent / "metrics.jsonl"))
+        at_restart = last_logged_step(checkpoints.parent / "metrics.jsonl")
+        for backend in (redis, postgres):  # both down at once: one alone no longer slows a tiny job enough
             backend.stop()
-            time.sleep(3)
+        time.sleep(3)
+        for backend in (redis, postgres):
             backend.start()
-        assert max(at_restart) < STEPS  # both went down while the job was training
+        assert at_restart < STEPS  # both went down while the job was training
         done = wait_for(
             lambda: (j := client.fine_tuning.jobs.retrieve(job_id)).status in ("succeeded", "failed") and j,
             timeout=300, what="the job to finish",
