@@ -4,9 +4,8 @@
     read_audit(session, project, settings, job_id, status["id"])        # then "running", "succeeded"
     audit_rows(session, project, settings, job_id, audit_id, flagged_only=True)   # worst first
 
-Like a GGUF export (exports.py), and for the same reasons: a thread and a status file, not a job.
-An audit is a minute of forward passes with nothing to resume; audits run one at a time (each holds
-a model in memory). Each lives in the job's run directory (`<run>/audits/<id>/`: status.json and
+A background task like a GGUF export (background.py: a thread, one audit at a time, a status
+file). Each lives in the job's run directory (`<run>/audits/<id>/`: status.json and
 the audit's own files, `evaluate/audit_files.py`), so another project's job never shows it and
 deleting the run deletes its audits. An audit a restart cut short stays "running"; start another.
 """
@@ -15,15 +14,12 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from tunery.errors import error_code
-from tunery.files import write_atomic
+from tunery.service.domain.background import Progress, new_status, read_status, start_in_background
 from tunery.service.domain.lookups import get_job
 from tunery.service.errors import ApiError, not_found
 from tunery.settings import Settings
@@ -49,46 +45,22 @@ def start_audit(
     run_dir = settings.artifacts / job.run_dir
     if not (run_dir / "run.json").is_file():
         raise ApiError(404, f"the run of {job_id} is no longer on disk", code="artifact_missing")
-    audit_id = f"audit-{uuid.uuid4().hex[:16]}"
-    status = {
-        "id": audit_id, "object": "run.audit", "job": job_id, "project": project, "status": "queued",
-        "progress": 0.0, "message": "waiting for other audits", "error": None, "summary": None,
-        "batch_tokens": batch_tokens, "created_at": int(time.time()), "updated_at": int(time.time()),
-    }  # fmt: skip
-    folder = audits_folder(settings, job) / audit_id
-    save_status(folder, status)
-    thread = threading.Thread(target=run_audit, args=(run_dir, folder, status), daemon=True, name=audit_id)
-    thread.start()
+    status = new_status("audit", "run.audit", "waiting for other audits", job=job_id, project=project,
+                        summary=None, batch_tokens=batch_tokens)  # fmt: skip
+
+    def work(progress: Progress) -> dict[str, Any]:
+        from tunery.evaluate.audit import audit_run
+
+        audit = audit_run(run_dir, out=folder, batch_tokens=batch_tokens, progress=progress)
+        summary = {**audit.summary, "run": run_dir.name}  # no server paths in answers
+        summary["data"] = [{**source, "path": Path(source["path"]).name} for source in summary["data"]]
+        return {"message": f"{summary['flagged']} of {summary['rows']} rows flagged", "summary": summary}
+
+    folder = audits_folder(settings, job) / status["id"]
+    start_in_background(
+        folder, status, work, ONE_AT_A_TIME, "audit_failed", lambda err: _without_paths(err, run_dir)
+    )
     return status
-
-
-def run_audit(run_dir: Path, folder: Path, status: dict[str, Any]) -> None:
-    """The background half: audit, reporting progress; any failure ends as `failed` with its code."""
-    from tunery.evaluate.audit import audit_run
-
-    def progress(fraction: float, message: str) -> None:
-        save_status(
-            folder, {**status, "status": "running", "progress": round(fraction, 3), "message": message}
-        )
-
-    with ONE_AT_A_TIME:
-        try:
-            progress(0.0, "starting")
-            audit = audit_run(run_dir, out=folder, batch_tokens=status["batch_tokens"], progress=progress)
-            summary = {**audit.summary, "run": run_dir.name}  # no server paths in answers
-            summary["data"] = [{**source, "path": Path(source["path"]).name} for source in summary["data"]]
-            message = f"{summary['flagged']} of {summary['rows']} rows flagged"
-            done = {"status": "succeeded", "progress": 1.0, "message": message, "summary": summary}
-            save_status(folder, {**status, **done})
-        except Exception as err:  # reported in the status, never lost in a thread
-            failure = {"code": error_code(err) or "audit_failed", "message": _without_paths(err, run_dir)}
-            save_status(
-                folder, {**status, "status": "failed", "message": failure["message"], "error": failure}
-            )
-
-
-def save_status(folder: Path, status: dict[str, Any]) -> None:
-    write_atomic(folder / "status.json", json.dumps({**status, "updated_at": int(time.time())}, default=str))
 
 
 def read_audit(
@@ -96,10 +68,7 @@ def read_audit(
 ) -> dict[str, Any]:
     """The audit's status (with its summary once done); another project's job or a bad id is a 404."""
     job = get_job(session, project, job_id)
-    if not audit_id.startswith("audit-") or not audit_id[6:].isalnum():
-        raise not_found("run.audit", audit_id)
-    status_file = audits_folder(settings, job) / audit_id / "status.json"
-    status = json.loads(status_file.read_text()) if status_file.is_file() else {}
+    status = read_status(audits_folder(settings, job) / audit_id, "audit", audit_id) or {}
     if status.get("job") != job_id or status.get("project") != project:
         raise not_found("run.audit", audit_id)
     return status
