@@ -64,31 +64,11 @@ def token_lengths(
     max_length: int = 1024,
 ) -> HTMLResponse:
     """A token-length histogram of a dataset version under a model's tokenizer and chat template."""
-    from tunery.data import load_examples
-    from tunery.models import ModelNotFoundError
-
-    stored = datasets.file_of_version(session, project, datasets.get_version(session, project, name, version))
-    try:
-        count = _token_counter(model, max_length)
-    except (ModelNotFoundError, OSError, ValueError) as err:
-        message = f"cannot load the tokenizer of '{model}': {str(err).splitlines()[0]}"
-        raise ApiError(400, message, code="model_not_found", param="model") from None
-    loaded = load_examples(settings.artifacts / stored.path)
-    lengths = [count(example).total for example in loaded.examples]
+    lengths = datasets.token_lengths(session, project, settings, name, version, model, max_length)
     return render(
         request, "_lengths.html", model=model, max_length=max_length, bins=histogram(lengths),
         over=sum(length > max_length for length in lengths), rows=len(lengths),
     )  # fmt: skip
-
-
-@functools.lru_cache(maxsize=4)
-def _token_counter(model: str, max_length: int):
-    from tunery.data.tokenize import ensure_chat_template, token_counter
-    from tunery.models import load_tokenizer, resolve_model
-
-    tokenizer = load_tokenizer(resolve_model(model))
-    ensure_chat_template(tokenizer)
-    return token_counter(tokenizer, max_length=max_length)
 
 
 def histogram(values: list[int], bins: int = HISTOGRAM_BINS) -> list[dict]:

@@ -171,7 +171,7 @@ def preview_version(
         raise not_found("dataset", name)
     path = str(settings.artifacts / file_of_version(session, project, shown).path)
     check_model(model, settings)
-    tokenizer = _preview_tokenizer(model)
+    tokenizer = chat_tokenizer(model)
     overrides = [f"data.max_length={max_length}"] if max_length else []
     try:
         cfg = preview_config(data=path, model=model, overrides=overrides)
@@ -181,8 +181,23 @@ def preview_version(
         raise ApiError(400, message, code=error_code(err)) from None
 
 
-def _preview_tokenizer(model: str):
-    """The model's tokenizer, loaded once per model (the preview reads it, never changes it)."""
+def token_lengths(
+    session: Session, project: str, settings: Settings, name: str, version: int, model: str, max_length: int
+) -> list[int]:
+    """Each row's token count under `model`'s tokenizer and chat template (the dashboard's histogram)."""
+    from tunery.data import load_examples
+    from tunery.data.tokenize import token_counter
+    from tunery.service.domain.jobs import check_model
+
+    stored = file_of_version(session, project, get_version(session, project, name, version))
+    check_model(model, settings)
+    count = token_counter(chat_tokenizer(model), max_length=max_length)
+    return [count(example).total for example in load_examples(settings.artifacts / stored.path).examples]
+
+
+def chat_tokenizer(model: str):
+    """The model's tokenizer with a chat template, loaded once per model and shared by every request
+    (they read it, never change it); a 400 naming `model` when it cannot be loaded."""
     from tunery.models import ModelNotFoundError
 
     try:
