@@ -94,6 +94,29 @@ def test_packed_rows_give_each_example_the_gradient_it_has_alone(model, encoded,
     torch.testing.assert_close(torch.autograd.grad(loss, weight)[0], summed, rtol=1e-9, atol=1e-12)
 
 
+@torch.no_grad()
+def test_a_segment_that_shares_the_prompt_before_it_sees_what_the_whole_sequence_sees(tiny_model_dir):
+    """Row [p + a, b] with prefix_lengths [0, len(p)]: b's logits are those of p + b alone."""
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation=register_varlen())
+    model = model.double().eval()
+    prompt, a, b = list(range(5, 17)), [40, 41, 42], [50, 51, 52, 53, 54]
+    row = torch.tensor([prompt + a + b])
+    positions = torch.tensor([list(range(len(prompt + a))) + list(range(len(prompt), len(prompt + b)))])
+    bounds = torch.tensor([0, len(prompt + a), len(prompt + a + b)], dtype=torch.int32)
+    packed = {"input_ids": row, "position_ids": positions, "cu_seq_lens_q": bounds, "cu_seq_lens_k": bounds}
+    prefixes = torch.tensor([0, len(prompt)], dtype=torch.int32)
+    shared = model(**packed, prefix_lengths=prefixes, use_cache=False).logits[0]
+    alone_a = model(input_ids=torch.tensor([prompt + a])).logits[0]
+    alone_b = model(input_ids=torch.tensor([prompt + b])).logits[0]
+    torch.testing.assert_close(shared[: len(prompt + a)], alone_a, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(shared[len(prompt + a) :], alone_b[len(prompt) :], rtol=1e-10, atol=1e-10)
+    unshared = model(**packed, use_cache=False).logits[0]
+    assert not torch.allclose(
+        unshared[len(prompt + a) :], alone_b[len(prompt) :]
+    )  # the prefix is what matters
+
+
 def test_varlen_attention_passes_padded_batches_to_sdpa_with_their_mask(
     tiny_model_dir, encoded, tiny_tokenizer
 ):

@@ -91,14 +91,17 @@ def score_sides(model, parts, pairs: Sequence[EncodedPreference], batch_size: in
     import torch
 
     from tunery.nn.preference_loss import sequence_logps
-    from tunery.tasks.preference_reference import collate_sides
+    from tunery.tasks.preference_reference import collate_sides, shares_prompts
 
     device = next(model.parameters()).device
+    share = shares_prompts(model)
     sums: list[float] = []
     counts: list[int] = []
     with torch.no_grad():
         for start in range(0, len(pairs), batch_size):
-            batch = {k: v.to(device) for k, v in collate_sides(pairs[start : start + batch_size]).items()}
+            batch = {
+                k: v.to(device) for k, v in collate_sides(pairs[start : start + batch_size], share).items()
+            }
             logps, tokens = sequence_logps(model, parts, batch)
             sums += logps.double().tolist()
             counts += [int(n) for n in tokens.tolist()]

@@ -24,8 +24,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from tunery.data.tokenize import IGNORE
-
 REFERENCE_LOSSES = ("dpo", "ipo", "kto")
 
 
@@ -73,23 +71,23 @@ def kto_loss(
 def sequence_logps(model, parts, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed log-prob of the answer tokens of each packed sequence, and their counts: ([S], [S]).
 
-    `batch` is one packed row (data/batching.py's `collate_packed`) plus `segment` [T], the
-    sequence of each position. The head runs on answer positions only (nn/loss.py's idea).
+    `batch` is one packed row from `tasks.preference_reference.collate_sides`: the head runs on
+    the positions in `logit_index` alone (nn/loss.py's idea), each predicting `target_ids` of
+    sequence `target_side`.
     """
-    labels, segment = batch["labels"][0], batch["segment"]
-    targets = labels[1:]
-    keep = targets != IGNORE
-    inputs = {k: batch[k] for k in ("input_ids", "position_ids", "cu_seq_lens_q", "cu_seq_lens_k")}
+    names = ("input_ids", "position_ids", "cu_seq_lens_q", "cu_seq_lens_k", "prefix_lengths")
+    inputs = {k: batch[k] for k in names if k in batch}
+    where, targets = batch["logit_index"], batch["target_ids"]
     if parts is None:
-        logits = model(**inputs, use_cache=False).logits[0, :-1][keep]
+        logits = model(**inputs, use_cache=False).logits[0][where]
     else:
         body, head = parts
-        hidden = body(**inputs, use_cache=False).last_hidden_state[0, :-1]  # [T-1, H]
-        logits = head(hidden[keep])  # [N, V], N = answer tokens
+        hidden = body(**inputs, use_cache=False).last_hidden_state[0]  # [T, H]
+        logits = head(hidden[where])  # [N, V], N = answer tokens
     wide = torch.promote_types(logits.dtype, torch.float32)  # bf16 logits in fp32; fp64 stays fp64
-    token_logps = logits.to(wide).log_softmax(-1).gather(1, targets[keep][:, None]).squeeze(1)
-    where = segment[1:][keep]
+    token_logps = logits.to(wide).log_softmax(-1).gather(1, targets[:, None]).squeeze(1)
+    side = batch["target_side"]
     n_sequences = int(batch["n_sequences"])
-    sums = token_logps.new_zeros(n_sequences).index_add(0, where, token_logps)
-    counts = torch.bincount(where, minlength=n_sequences).to(sums.dtype)
+    sums = token_logps.new_zeros(n_sequences).index_add(0, side, token_logps)
+    counts = torch.bincount(side, minlength=n_sequences).to(sums.dtype)
     return sums, counts

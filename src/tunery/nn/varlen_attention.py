@@ -33,33 +33,47 @@ def register() -> str:
 
 
 def varlen_attention_forward(module, query, key, value, attention_mask, **kwargs):
-    """query [1, H, T, D], key/value [1, H_kv, T, D]; returns ([1, T, H, D], None) like transformers' SDPA."""
+    """query [1, H, T, D], key/value [1, H_kv, T, D]; returns ([1, T, H, D], None) like transformers' SDPA.
+
+    `prefix_lengths` [segments] (preference pairs sharing a prompt): a segment with n > 0 also
+    attends to the first n keys of the segment before it, which precede it causally.
+    """
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     bounds = kwargs.pop("cu_seq_lens_q", None)
+    prefixes = kwargs.pop("prefix_lengths", None)
     for name in ("cu_seq_lens_k", "max_length_q", "max_length_k"):
         kwargs.pop(name, None)
     if bounds is None or query.shape[0] != 1 or query.shape[2] != key.shape[2]:
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     kwargs.pop("is_causal", None)  # each example is causal whatever the caller passed for the row
-    lengths = _example_lengths(bounds)
-    pieces = zip(
-        query.split(lengths, dim=2), key.split(lengths, dim=2), value.split(lengths, dim=2), strict=True
-    )
-    outputs = [
-        sdpa_attention_forward(module, q, k, v, None, is_causal=True, **kwargs)[0] for q, k, v in pieces
-    ]
+    lengths, shared = _example_lengths(bounds, prefixes)
+    keys, values = key.split(lengths, dim=2), value.split(lengths, dim=2)
+    outputs = []
+    for i, q in enumerate(query.split(lengths, dim=2)):
+        k, v, n = keys[i], values[i], shared[i]
+        if n:
+            k, v = (
+                torch.cat([keys[i - 1][:, :, :n], k], dim=2),
+                torch.cat([values[i - 1][:, :, :n], v], dim=2),
+            )
+            visible = torch.ones(q.shape[2], k.shape[2], dtype=torch.bool, device=q.device).tril(n)
+            outputs.append(
+                sdpa_attention_forward(module, q, k, v, visible[None, None], is_causal=False, **kwargs)[0]
+            )
+        else:
+            outputs.append(sdpa_attention_forward(module, q, k, v, None, is_causal=True, **kwargs)[0])
     return torch.cat(outputs, dim=1), None
 
 
-_last_bounds: list = [
-    None,
-    None,
-]  # (cu_seq_lens tensor, its lengths): every layer of a forward gets the same tensor
+_last_bounds: list = [None, None, None]  # (cu_seq_lens, prefix_lengths, the host lists): one per forward
 
 
-def _example_lengths(bounds: torch.Tensor) -> list[int]:
-    """The examples' lengths, read to the host once per forward rather than once per layer (a sync on a GPU)."""
-    if _last_bounds[0] is not bounds:
-        _last_bounds[:] = [bounds, torch.diff(bounds).tolist()]
-    return _last_bounds[1]
+def _example_lengths(bounds: torch.Tensor, prefixes: torch.Tensor | None) -> tuple[list[int], list[int]]:
+    """The examples' lengths and shared prefixes, read to the host once per forward rather than once per
+    layer (a sync on a GPU): every layer gets the same tensors."""
+    if _last_bounds[0] is not bounds or _last_bounds[1] is not prefixes:
+        lengths = torch.diff(bounds).tolist()
+        shared = prefixes.tolist() if prefixes is not None else [0] * len(lengths)
+        _last_bounds[:] = [bounds, prefixes, (lengths, shared)]
+    return _last_bounds[2]

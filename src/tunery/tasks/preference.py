@@ -110,7 +110,9 @@ def before_training(model, data: PreparedData, config, model_id: str) -> None:
 
 
 def loss_for(model, data, config) -> PreferenceLoss:
-    return PreferenceLoss(config.preference, _parts(model))
+    from tunery.tasks.preference_reference import shares_prompts
+
+    return PreferenceLoss(config.preference, _parts(model), shares_prompts(model))
 
 
 def _parts(model):
@@ -125,13 +127,14 @@ class PreferenceLoss:
 
     settings: Any  # the config's `preference` section
     parts: Any  # (body, head) or None for the full forward
+    share_prompts: bool = False  # a pair's prompt once per row (preference_reference.collate_sides)
     _sums: dict[str, float] = field(default_factory=dict)
     _rows: int = 0
 
     def collate(self, examples, pad_id: int) -> dict:
         from tunery.tasks.preference_reference import collate_sides
 
-        return collate_sides(examples)
+        return collate_sides(examples, self.share_prompts)
 
     def count(self, examples) -> int:
         return len(examples)

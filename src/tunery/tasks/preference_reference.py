@@ -1,6 +1,7 @@
 """Packing a batch of pairs into one row, and the reference log-probs computed once before training.
 
     batch = collate_sides(pairs)          # one row: p+c₁, p+r₁, p+c₂, p+r₂, … each attending to itself
+    batch = collate_sides(pairs, share_prompts=True)   # p+c₁, r₁, p+c₂, r₂, …: r attends to p+r
     fill_reference(model, parts, pairs, model_id="…/smollm2", batch_size=8)   # sets pair.reference
 
 The reference is the model as it starts: a PEFT model with its adapter switched off (the
@@ -17,30 +18,109 @@ from collections.abc import Sequence
 
 import torch
 
-from tunery.data.batching import collate_packed
 from tunery.data.preference_tokens import EncodedPreference, read_reference, reference_key, write_reference
+from tunery.data.tokenize import IGNORE, Encoded
 
 log = logging.getLogger("tunery.training")
 
 
-def collate_sides(examples: Sequence[EncodedPreference]) -> dict:
-    """Every side of every example end to end in one row [1, T], and per-sequence facts (all tensors).
+def collate_sides(examples: Sequence[EncodedPreference], share_prompts: bool = False) -> dict:
+    """Every side of every example end to end in one row [1, T], and which hidden state predicts which
+    answer token (all tensors).
 
-    segment [T]: the sequence of each position; reference [S] (NaN when not computed yet);
-    desirable [B] for unpaired rows; n_sequences: S.
+    With `share_prompts` a pair's prompt goes through the body once: the row holds prompt + chosen,
+    then the rejected answer alone, whose attention prepends the prompt's keys (`prefix_lengths`, read
+    by nn/varlen_attention.py) and whose positions continue after the prompt. The result is exactly
+    that of the two full sides, for a pair's prompt tokens fewer (29% fewer tokens on the example
+    pairs). Use it only with that attention (`shares_prompts(model)`).
+
+    logit_index / target_ids / target_side [N]: the answer tokens, the row position whose hidden
+    state predicts each, and its sequence; reference [S] (NaN when not computed yet); desirable [B]
+    for unpaired rows; n_sequences: S (2 per pair, 1 per unpaired row).
     """
-    sides = [side for example in examples for side in example.sides()]
-    batch = collate_packed(sides)
-    for name in ("max_length_q", "max_length_k"):
-        batch.pop(name)  # ints; the varlen attention reads the boundaries alone
-    lengths = torch.tensor([len(side.input_ids) for side in sides])
-    batch["segment"] = torch.repeat_interleave(torch.arange(len(sides)), lengths)
-    batch["n_sequences"] = torch.tensor(len(sides))
+    row = _Row()
+    for example in examples:
+        sides = example.sides()
+        chosen_start = row.add(sides[0], side=row.n_sequences)
+        if len(sides) == 2:
+            shared = shared_prompt_length(*sides) if share_prompts else 0
+            row.add(sides[1], side=row.n_sequences, prefix=shared, prefix_start=chosen_start)
+    batch = row.tensors()
     references = [value for e in examples for value in (e.reference or [float("nan")] * len(e.sides()))]
     batch["reference"] = torch.tensor(references, dtype=torch.float64)
     if examples and examples[0].desirable is not None:
         batch["desirable"] = torch.tensor([bool(e.desirable) for e in examples])
     return batch
+
+
+def shared_prompt_length(chosen: Encoded, rejected: Encoded) -> int:
+    """The leading tokens both sides have alike and neither trains on; 0 when nothing would be left."""
+    limit = min(len(chosen.input_ids), len(rejected.input_ids)) - 1
+    n = 0
+    while (
+        n < limit
+        and chosen.input_ids[n] == rejected.input_ids[n]
+        and chosen.labels[n] == IGNORE
+        and rejected.labels[n] == IGNORE
+    ):
+        n += 1
+    return n
+
+
+class _Row:
+    """The packed row as it grows: tokens, positions, segments and the answer tokens' predictors."""
+
+    def __init__(self) -> None:
+        self.input_ids: list[int] = []
+        self.position_ids: list[int] = []
+        self.labels: list[int] = []
+        self.bounds: list[int] = [0]
+        self.prefixes: list[int] = []
+        self.logit_index: list[int] = []
+        self.target_ids: list[int] = []
+        self.target_side: list[int] = []
+        self.n_sequences = 0
+
+    def add(self, tokens: Encoded, side: int, prefix: int = 0, prefix_start: int = 0) -> int:
+        """Append `tokens` without its first `prefix` (the segment at `prefix_start` holds them) as
+        sequence `side`; returns where its segment starts."""
+        start, ids, labels = len(self.input_ids), tokens.input_ids, tokens.labels
+        self.input_ids += ids[prefix:]
+        self.position_ids += range(prefix, len(ids))
+        self.labels += labels[prefix:] if prefix else [IGNORE, *labels[1:]]
+        self.bounds.append(len(self.input_ids))
+        self.prefixes.append(prefix)
+        for j in range(max(prefix, 1), len(ids)):
+            if labels[j] != IGNORE:
+                # token j is predicted at position j - 1: in the shared prompt for the first answer token
+                self.logit_index.append(prefix_start + j - 1 if j - 1 < prefix else start + j - 1 - prefix)
+                self.target_ids.append(ids[j])
+                self.target_side.append(side)
+        self.n_sequences += 1
+        return start
+
+    def tensors(self) -> dict:
+        as_row = lambda values: torch.tensor([values], dtype=torch.long)  # noqa: E731
+        bounds = torch.tensor(self.bounds, dtype=torch.int32)
+        batch = {
+            "input_ids": as_row(self.input_ids), "position_ids": as_row(self.position_ids),
+            "labels": as_row(self.labels), "cu_seq_lens_q": bounds, "cu_seq_lens_k": bounds,
+            "logit_index": torch.tensor(self.logit_index, dtype=torch.long),
+            "target_ids": torch.tensor(self.target_ids, dtype=torch.long),
+            "target_side": torch.tensor(self.target_side, dtype=torch.long),
+            "n_sequences": torch.tensor(self.n_sequences),
+        }  # fmt: skip
+        if any(self.prefixes):
+            batch["prefix_lengths"] = torch.tensor(self.prefixes, dtype=torch.int32)
+        return batch
+
+
+def shares_prompts(model) -> bool:
+    """Whether `model` attends with nn/varlen_attention.py, the one attention that reads `prefix_lengths`."""
+    from tunery.nn.varlen_attention import ATTENTION
+
+    model = getattr(model, "module", model)  # DDP
+    return getattr(getattr(model, "config", None), "_attn_implementation", None) == ATTENTION
 
 
 def fill_reference(
@@ -69,12 +149,13 @@ def reference_logps(
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    share = shares_prompts(model)
     values: list[list[float]] = []
     try:
         with _adapter_off(model):
             for start in range(0, len(examples), batch_size):
                 chunk = examples[start : start + batch_size]
-                batch = {k: v.to(device) for k, v in collate_sides(chunk).items()}
+                batch = {k: v.to(device) for k, v in collate_sides(chunk, share).items()}
                 logps = sequence_logps(model, parts, batch)[0].double().tolist()
                 for example in chunk:
                     n = len(example.sides())
