@@ -217,8 +217,9 @@ def one_run(train_file: Path, held_out: list[dict], out: Path, name: str, train:
 
 
 def bench_task(
-    task: str, rows: int, grid: list[float], epochs: float | None, out: Path, other_rule: bool, held: int
-) -> list[dict]:
+    task: str, rows: int, grid: list[float], epochs: float | None, out: Path, other_rule: bool, held: int,
+    earlier: dict[float, dict],
+) -> list[dict]:  # fmt: skip
     train_rows, held_out = split(TASKS[task](), rows, held)
     train_file = write_jsonl(train_rows, out / f"{task}-train.jsonl")
     write_jsonl(held_out, out / f"{task}-held-out.jsonl")
@@ -230,7 +231,15 @@ def bench_task(
                                                                           "batch_size": auto["batch_size"]}  # fmt: skip
     results = [auto]
     for lr in grid:
-        results.append(one_run(train_file, held_out, out, f"{task}-lr{lr:g}", {**same, "lr": lr}))
+        if lr in earlier:  # --grid-from: a fixed-lr run does not depend on the auto rules
+            reused = earlier[lr]
+            if (reused["epochs"], reused["batch_size"]) != (auto["epochs"], auto["batch_size"]):
+                raise SystemExit(
+                    f"--grid-from: {task} lr {lr:g} ran other epochs or batch size than auto now"
+                )
+            results.append(reused | {"reused": True})
+        else:
+            results.append(one_run(train_file, held_out, out, f"{task}-lr{lr:g}", {**same, "lr": lr}))
         print(f"lr {lr:g}: {results[-1]['exact_match']}% exact match", flush=True)
     if other_rule and auto["tenth_of_min_lr"]:  # the rule not taken: a tenth of the minimum's lr
         lr = float(f"{auto['tenth_of_min_lr']:.3g}")
@@ -248,8 +257,8 @@ def table(task: str, results: list[dict]) -> str:
         "|---|" + "---:|" * 7,
     ]
     for r in results:
-        label = {"auto": "auto (tunery defaults)", "tenth": "min-loss lr / 10 (rule not taken)"}.get(
-            r["name"].rsplit("-", 1)[-1], "fixed lr"
+        label = {"auto": "auto (tunery defaults)", "tenth": "min-loss lr / 10 (as a fixed lr)"}.get(
+            r["name"].rsplit("-", 1)[-1], "fixed lr (earlier run)" if r.get("reused") else "fixed lr"
         )
         lines.append(f"| {label} | {r['lr']:.3g} | {r['epochs']:g} | {r['batch_size']} | {r['steps']}"
                      f"{' (early stop)' if r['stopped_early'] else ''} | {r['exact_match']:.1f} | {r['wall_s']:.0f} "
@@ -309,7 +318,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, help="epochs for every run (default: auto), for a smoke run")
     parser.add_argument("--held-out", type=int, default=HELD_OUT, help=f"held-out rows per task ({HELD_OUT})")
     parser.add_argument(
-        "--other-rule", action="store_true", help="also train at the rule not taken: the min-loss lr / 10"
+        "--other-rule", action="store_true", help="also train at the min-loss lr / 10 as a fixed lr"
+    )
+    parser.add_argument(
+        "--grid-from",
+        type=Path,
+        help="an earlier run's results.json: reuse its fixed-lr runs (same settings)",
     )
     parser.add_argument("--threads", type=int, help="train.threads for every run (default: the cores)")
     parser.add_argument(
@@ -322,8 +336,18 @@ def main() -> None:
         THREADS["threads"] = args.threads
     private_home(out)
     print(f"# tunery bench-quality: {MODEL}, LoRA r8 all-linear, seed {SEED}; runs in {out}", flush=True)
+    earlier = json.loads(args.grid_from.read_text()) if args.grid_from else {}
     everything = {
-        task: bench_task(task, args.rows, args.grid, args.epochs, out, args.other_rule, args.held_out)
+        task: bench_task(
+            task,
+            args.rows,
+            args.grid,
+            args.epochs,
+            out,
+            args.other_rule,
+            args.held_out,
+            {r["lr"]: r for r in earlier.get(task, []) if "-lr" in r["name"]},
+        )  # fmt: skip
         for task in args.tasks
     }
     (out / "results.json").write_text(json.dumps(everything, indent=2), encoding="utf-8")
