@@ -1,6 +1,6 @@
 """Do tunery's defaults win? Held-out exact match, all-auto against a fixed learning-rate grid (#23).
 
-    make bench-quality                          # 3 tasks x (auto + 5 fixed lrs), 450 rows, 1 epoch: ~35-40 min, 2 cores
+    make bench-quality                          # 3 tasks x (auto + 5 fixed lrs), 450 rows, 1 epoch: ~45 min, 2 idle cores
     .venv/bin/python bench/quality.py --tasks package --rows 60 --epochs 3 --grid 2e-4 1e-3 --threads 1  # smoke
 
 The rows come from the installed packages, so results compare on the same environment only.
