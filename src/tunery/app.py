@@ -27,6 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         from tunery.models import import_model_libraries
+        from tunery.service.domain.reviews import resume_generation
         from tunery.store import connect, session_factory
 
         import_model_libraries()  # before request threads: transformers' lazy imports are not thread-safe
@@ -34,7 +35,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessions = session_factory(connect(settings.database_url))
         app.state.dispatcher = make_dispatcher(app.state.sessions, settings)
         app.state.dispatcher.start()
+        resumed = resume_generation(app.state)  # blind reviews a stopped server left half-answered
         yield
+        for task in resumed:
+            task.cancel()
         app.state.dispatcher.stop()
         if getattr(app.state, "engine", None) is not None:
             app.state.engine.stop()

@@ -13,6 +13,7 @@ import csv
 import hashlib
 import io
 import json
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -257,6 +258,46 @@ def test_a_failed_generation_hides_the_model_name_and_can_be_restarted(api, monk
     restarted = api.call("POST", f"/api/reviews/{review['id']}/generate", "owner")
     assert restarted.status_code == 202
     assert api.call("GET", f"/api/reviews/{review['id']}", "owner").json()["status"] == "open"
+
+
+def test_a_server_stopped_mid_generation_answers_the_rest_when_it_starts_again(tmp_path, monkeypatch):
+    from sqlalchemy import select
+
+    from tunery.service.domain import reviews
+    from tunery.store.tables import ReviewAnswer
+
+    calls: list[tuple[str, str]] = []
+
+    async def counted(model, messages, max_tokens, seed):
+        calls.append((model, messages[-1]["content"]))
+        return await scripted_chat(model, messages, max_tokens, seed)
+
+    monkeypatch.setattr(reviews, "engine_chat", lambda state, project: counted)
+    with make_api(tmp_path) as client:
+        api = Api(client)
+        review = open_review(api)
+        with client.app.state.sessions.begin() as session:  # as if it stopped after the first model
+            for answer in session.scalars(select(ReviewAnswer).where(ReviewAnswer.model_index == 1)):
+                session.delete(answer)
+            session.scalar(
+                select(reviews.Review).where(reviews.Review.id == review["id"])
+            ).status = "generating"
+        keys = api.keys
+    calls.clear()
+    with make_api(tmp_path) as client:  # the same data folder: a restarted server
+        api = Api(client)
+        api.keys = keys
+        for _ in range(100):
+            status = api.call("GET", f"/api/reviews/{review['id']}", "owner").json()["status"]
+            if status != "generating":
+                break
+            time.sleep(0.05)
+        assert status == "open"
+        assert sorted(calls) == sorted(
+            (MODELS[1], p) for p in ("name a fruit", "name a colour", "count to three")
+        )
+        items = api.call("GET", f"/api/reviews/{review['id']}/items", "owner").json()["data"]
+        assert len(items) == 3 and all(voice(MODELS[1]) in str(item) for item in items)
 
 
 def test_prompts_can_come_from_a_dataset_version(api):

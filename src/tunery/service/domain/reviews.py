@@ -16,8 +16,9 @@ say "model 2" instead of the name. After the owner closes it, the results name t
 
 Answers come from tunery's own engine (`domain.inference.chat`, the path `/v1/chat/completions`
 takes) with greedy decoding and the review's seed, at most `CONCURRENCY` prompts in flight, so the
-engine batches them. A restarted server leaves a review "generating"; its owner starts the rest
-again (`POST /api/reviews/{id}/generate`): stored answers are kept.
+engine batches them. A server that stopped mid-way generates the missing answers when it starts
+again (`resume_generation`), keeping the stored ones; after a failure the owner starts them
+again (`POST /api/reviews/{id}/generate`).
 """
 
 from __future__ import annotations
@@ -319,6 +320,15 @@ def restart_generation(session: Session, project: str, key_id: str, review_id: s
     review.status, review.error = GENERATING, None
     session.commit()
     return review
+
+
+def resume_generation(state: Any) -> list[asyncio.Task]:
+    """At start-up: the reviews a stopped server left "generating" get their missing answers."""
+    with state.sessions() as session:
+        waiting = list(session.scalars(select(Review.id).where(Review.status == GENERATING)))
+    if waiting:
+        log.info("resuming the answers of %d review(s) left generating", len(waiting))
+    return [asyncio.create_task(generate_answers(state, review_id)) for review_id in waiting]
 
 
 def running_reviews(state: Any) -> set[str]:
