@@ -13,7 +13,9 @@ peak RSS is that child's `ru_maxrss`, cold start included. Afterwards another pr
 each saved adapter with the same function (tunery.evaluate.preference.score_sides) on the
 held-out pairs: reward accuracy is the share of pairs whose DPO implicit reward
 β((tc − bc) − (tr − br)) against the base is positive. Rounds interleave the systems (the
-order flips each round) and the table shows medians, because the machine may be shared.
+order flips each round) and the table shows medians, because the machine may be shared. Every
+training child starts with empty caches (its own TUNERY_HOME and HF_DATASETS_CACHE): a round never
+reads the tokens or reference log-probs an earlier one computed.
 
 pairs/s (end to end) = training pairs / the wall time from loading the model to the saved
 adapter (tokenising, tunery's reference pass, training); pairs/s (loop) counts the training
@@ -104,10 +106,27 @@ def run_child(name: str, workdir: Path, threads: int, seed: int, adapter: Path |
     out.unlink(missing_ok=True)
     command = [sys.executable, __file__, "--child", name, "--workdir", str(workdir), "--threads", str(threads),
                "--seed", str(seed), *(["--adapter", str(adapter)] if adapter else [])]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run(
+        command, capture_output=True, text=True, cwd=ROOT, env=cold_caches(workdir, name, seed)
+    )
     if done.returncode != 0 or not out.exists():
         return {"error": f"{name}: exit {done.returncode}: {(done.stderr or done.stdout)[-3000:]}"}
     return json.loads(out.read_text())
+
+
+def cold_caches(workdir: Path, name: str, seed: int) -> dict[str, str]:
+    """Each training child starts cold: its own tunery home (no cached tokens or reference log-probs
+    from an earlier round) and its own datasets cache (no mapped TRL dataset); the converted model
+    is shared. The scoring child reuses its run's."""
+    from tunery.models import tunery_home
+
+    models = tunery_home() / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    home = workdir / "homes" / f"{name if name != 'score' else 'scored'}-{seed}"
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "models").exists():
+        (home / "models").symlink_to(models, target_is_directory=True)
+    return {**os.environ, "TUNERY_HOME": str(home), "HF_DATASETS_CACHE": str(home / "hf-datasets")}
 
 
 def finish_child(args, name: str, result: dict) -> None:
