@@ -104,3 +104,24 @@ def test_another_projects_review_is_not_found(app_client, signed_in):
     assert app_client.get(f"/reviews/{review_id}").status_code == 404
     assert app_client.get(f"/reviews/{review_id}/results").status_code == 404
     assert review_id not in app_client.get("/reviews").text
+
+
+def test_a_long_review_pages_its_items_and_opens_where_the_reviewer_left_off(signed_in):
+    from tunery.web.reviews import PAGE_ITEMS
+
+    review_id = new_review(signed_in, prompts=[f"item {i}" for i in range(PAGE_ITEMS + 5)])
+    article = r'<article[^>]* data-item="([^"]+)"'
+    first = signed_in.get(f"/reviews/{review_id}").text
+    assert len(re.findall(article, first)) == PAGE_ITEMS and "Page 1 of 2" in first
+    assert f"Item 1 of {PAGE_ITEMS + 5}" in first and 'href="?page=2"' in first
+    second = signed_in.get(f"/reviews/{review_id}?page=2").text
+    rest = re.findall(article, second)
+    assert len(rest) == 5 and not set(rest) & set(re.findall(article, first))
+    for item in re.findall(article, first):  # vote on the whole first page
+        assert signed_in.post(
+            f"/ui/reviews/{review_id}/votes", json={"item_id": item, "choice": "tie"}
+        ).is_success
+    assert (
+        re.findall(article, signed_in.get(f"/reviews/{review_id}").text) == rest
+    )  # back where they left off
+    assert re.findall(article, signed_in.get(f"/reviews/{review_id}?page=99").text) == rest  # clamped

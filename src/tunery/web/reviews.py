@@ -34,6 +34,7 @@ from tunery.web.pages import not_found_page, render
 
 pages = APIRouter(include_in_schema=False)
 actions = APIRouter(prefix="/ui/reviews", include_in_schema=False)
+PAGE_ITEMS = 20  # items a review page shows
 CHOICES = [("a", "A is better"), ("b", "B is better"), ("tie", "Tie"), ("both_bad", "Both bad")]
 
 
@@ -87,24 +88,32 @@ def new_review_page(
 
 
 @pages.get("/reviews/{review_id}")
-def review_page(request: Request, review_id: str, session: SessionDep, key: PageKey) -> HTMLResponse:
-    """The reviewer's page: every item with answers A and B in this reviewer's order, and their vote."""
+def review_page(
+    request: Request,
+    review_id: str,
+    session: SessionDep,
+    key: PageKey,
+    page: Annotated[int | None, Query()] = None,
+) -> HTMLResponse:
+    """The reviewer's page: PAGE_ITEMS items with answers A and B in this reviewer's order, and their vote;
+    without `?page=` the page of their first item without a vote."""
     try:
         review = reviews.public(session, reviews.get_review(session, key.project, review_id), key.id)
         ready = review.status in (reviews.OPEN, reviews.CLOSED)
         items = reviews.reviewer_items(session, key.project, key.id, review_id) if ready else []
     except ApiError as err:
         return not_found_page(request, key.project, err)
-    choices = {item.id: reviews.choice_of(item.vote) for item in items if item.vote}
+    pages_total = max(1, -(-len(items) // PAGE_ITEMS))
+    if page is None:
+        first_open = next((i for i, item in enumerate(items) if not item.vote), 0)
+        page = first_open // PAGE_ITEMS + 1
+    page = min(max(page, 1), pages_total)
+    shown = items[(page - 1) * PAGE_ITEMS : page * PAGE_ITEMS]
+    choices = {item.id: reviews.choice_of(item.vote) for item in shown if item.vote}
     return render(
-        request,
-        "review.html",
-        project=key.project,
-        review=review,
-        items=items,
-        choices=choices,
-        options=CHOICES,
-    )
+        request, "review.html", project=key.project, review=review, items=shown, total=len(items),
+        page=page, pages=pages_total, first=(page - 1) * PAGE_ITEMS + 1, choices=choices, options=CHOICES,
+    )  # fmt: skip
 
 
 @pages.get("/reviews/{review_id}/results")
