@@ -28,13 +28,13 @@ demo: setup
 
 test: setup services browser llamacpp-cached
 	$(BIN)/pytest -m "not slow"
-	$(BIN)/pytest -m slow
+	$(BIN)/pytest -m slow --durations=15
 
 test-fast: setup
 	$(BIN)/pytest -m "not slow" -x -q
 
 test-slow: setup
-	$(BIN)/pytest -m slow
+	$(BIN)/pytest -m slow --durations=15
 
 # tunery vs the naive Trainer script and TRL's SFTTrainer on the same work: HFU and MFU side by side, the GEMM
 # rate, the goals, and tunery's scaling table (example lengths 256/1k/4k, LoRA ranks 8/64); see docs/benchmarks.md.
