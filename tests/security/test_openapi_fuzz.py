@@ -104,10 +104,11 @@ def linked_runs(api, scenarios: int, steps: int) -> None:
 
     class LinkedCalls(schema.as_state_machine()):  # type: ignore[misc]
         def setup(self) -> None:
-            # a key of its own per scenario: one that revokes its key (DELETE /api/keys/{id}, found
-            # through GET /api/keys) leaves the next scenario signed in
+            # a key of its own per scenario, in a project of their own: a scenario that revokes a key
+            # (DELETE /api/keys/{id}, found through GET /api/keys) can never take the module's key
+            # (the later tests then got 401s), and it leaves the next scenario signed in
             with app.state.sessions.begin() as session:
-                self.headers = {"Authorization": f"Bearer {create_key(session, 'team-a')}"}
+                self.headers = {"Authorization": f"Bearer {create_key(session, 'linked-calls')}"}
 
         def call(self, case, **kwargs):
             return send(case, client, self.headers)
