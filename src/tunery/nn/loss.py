@@ -110,13 +110,18 @@ class _FrozenHeadCrossEntropy(torch.autograd.Function):
         total = hidden.new_zeros((), dtype=torch.float32)
         for start in range(0, hidden.shape[0], HEAD_CHUNK):
             chunk, target = hidden[start : start + HEAD_CHUNK], targets[start : start + HEAD_CHUNK]
+            rows = torch.arange(len(target), device=chunk.device)
             logits = F.linear(chunk, weight, bias).float()  # [n, V]
-            log_z = torch.logsumexp(logits, dim=-1)  # [n]
-            total += (log_z - logits.gather(1, target[:, None]).squeeze(1)).sum()
+            picked = logits[rows, target]
+            # The softmax in the logits' own memory: logsumexp would allocate two more [n, V] tensors.
+            top = logits.amax(dim=-1, keepdim=True)
+            exps = logits.sub_(top).exp_()
+            sums = exps.sum(dim=-1, keepdim=True)
+            total += (top.squeeze(1) + sums.log().squeeze(1) - picked).sum()
             if want_grad:
-                # d loss / d logits = softmax - one_hot, formed in place in the logits' memory.
-                probs = logits.sub_(log_z[:, None]).exp_()
-                probs[torch.arange(len(target), device=probs.device), target] -= 1.0
+                # d loss / d logits = softmax - one_hot.
+                probs = exps.div_(sums)
+                probs[rows, target] -= 1.0
                 grad_hidden[start : start + HEAD_CHUNK] = (probs.to(weight.dtype) @ weight).to(hidden.dtype)
         ctx.save_for_backward(grad_hidden)
         return total
