@@ -36,6 +36,10 @@ in bf16):
 
 --scaling adds tunery's cost as work grows: tokens/s, peak RSS and HFU with examples of 256,
 1k and 4k tokens (each step one packed row of --step-tokens tokens) at LoRA ranks 8 and 64.
+
+--profile runs tunery alone under torch.profiler (the bench's rows, steps 2 and 3) and prints
+where a step's time goes: the top operators by self time and their share by kind (matrix
+products, attention, dropout masks, elementwise work, the rest), nothing else.
 """
 
 from __future__ import annotations
@@ -88,8 +92,14 @@ def main() -> None:
     if args.child == "scaling":
         run_scaling_child(args)
         return
+    if args.child == "profile":
+        run_profile_child(args)
+        return
     if args.child:
         run_child(args.child, args.workdir, args.threads, args.seed)
+        return
+    if args.profile:
+        run_profile(args)
         return
 
     workdir = Path(tempfile.mkdtemp(prefix="tunery-bench-"))
@@ -122,7 +132,7 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--train", type=int, default=48, help="training rows (one epoch)")
     parser.add_argument("--valid", type=int, default=24, help="held-out rows scored after training")
-    parser.add_argument("--repeats", type=int, default=1, help="rounds; the table shows medians")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds; the table shows medians")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--scaling", action="store_true", help="add tunery's scaling table")
     parser.add_argument("--scaling-lengths", nargs="+", type=int, default=[256, 1024, 4096])
@@ -131,9 +141,12 @@ def parse_args() -> argparse.Namespace:
         "--scaling-steps", type=int, default=3, help="steps per scaling run (first not timed)"
     )
     parser.add_argument("--step-tokens", type=int, default=4096, help="tokens per step in the scaling runs")
+    parser.add_argument("--profile", action="store_true", help="profile tunery's steps and print the top ops")
     parser.add_argument("--json", type=Path, help="write every run's numbers here")
     parser.add_argument("--markdown", type=Path, help="write the report here")
-    parser.add_argument("--child", choices=SYSTEMS + OPTIONAL + ("scaling",), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", choices=SYSTEMS + OPTIONAL + ("scaling", "profile"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--seed", type=int, default=COMMON["seed"], help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--length", type=int, help=argparse.SUPPRESS)
@@ -495,6 +508,74 @@ def run_scaling_child(args) -> None:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     (args.workdir / f"{name}.json").write_text(json.dumps(result))
+
+
+# --- profile: where tunery's step time goes ---------------------------------------------------
+
+# Operator kinds for the profile's summary, by aten name (self time: children are not counted twice).
+OP_KINDS = {
+    "matrix products": ("aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::baddbmm", "aten::linear"),
+    "attention": ("aten::_scaled_dot_product_flash_attention_for_cpu",
+                  "aten::_scaled_dot_product_flash_attention_for_cpu_backward",
+                  "aten::_scaled_dot_product_efficient_attention", "aten::_flash_attention_forward"),
+    "dropout masks": ("aten::random_", "aten::bitwise_and", "aten::ge", "aten::where", "aten::bernoulli_"),
+    "elementwise": ("aten::mul", "aten::add", "aten::mul_", "aten::add_", "aten::sub", "aten::sub_", "aten::div",
+                    "aten::div_", "aten::pow", "aten::rsqrt", "aten::mean", "aten::neg", "aten::silu",
+                    "aten::silu_backward", "aten::exp_", "aten::amax", "aten::sum", "aten::cat", "aten::copy_"),
+}  # fmt: skip
+
+
+def run_profile(args) -> None:
+    from chat_data import make_rows, write_jsonl
+
+    workdir = Path(tempfile.mkdtemp(prefix="tunery-profile-"))
+    write_jsonl(make_rows(args.train, seed=7, two_turn_share=0.0), workdir / "train.jsonl")
+    (workdir / "common.json").write_text(json.dumps(COMMON))
+    command = [sys.executable, __file__, "--child", "profile", "--workdir", str(workdir), "--threads",
+               str(args.threads)]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    print(done.stdout if done.returncode == 0 else (done.stderr or done.stdout)[-3000:])
+
+
+def run_profile_child(args) -> None:
+    """tunery.train with the profiler stepping at each optimiser step: skip one, record two."""
+    import torch
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+    from torch.profiler import ProfilerActivity, profile, schedule
+
+    import tunery
+
+    torch.set_num_threads(args.threads)
+    common = json.loads((args.workdir / "common.json").read_text())
+    profiler = profile(
+        activities=[ProfilerActivity.CPU], schedule=schedule(wait=0, warmup=1, active=2, repeat=1)
+    )
+    register_optimizer_step_post_hook(lambda *_: profiler.step())
+    config = tunery_config(args.workdir / "out", args.workdir / "train.jsonl", common, "profile")
+    config["train"]["max_steps"] = 4
+    with profiler:
+        tunery.train(config, quiet=True)
+    print(profile_report(profiler.key_averages()))
+
+
+def profile_report(averages) -> str:
+    total = sum(event.self_cpu_time_total for event in averages)
+    by_kind = dict.fromkeys(OP_KINDS, 0.0) | {"the rest (Python, autograd, other ops)": 0.0}
+    for event in averages:
+        kind = next((k for k, names in OP_KINDS.items() if event.key in names), None)
+        by_kind[kind or "the rest (Python, autograd, other ops)"] += event.self_cpu_time_total
+    top = sorted(averages, key=lambda e: e.self_cpu_time_total, reverse=True)[:15]
+    lines = [
+        f"tunery, 2 profiled steps: {total / 1e6:.2f} s of self CPU time",
+        "",
+        "| kind | share |",
+        "|---|---:|",
+    ]
+    lines += [f"| {kind} | {100 * t / total:.1f}% |" for kind, t in by_kind.items()]
+    lines += ["", "| operator | calls | self s | share |", "|---|---:|---:|---:|"]
+    lines += [f"| {e.key} | {e.count} | {e.self_cpu_time_total / 1e6:.2f} | {100 * e.self_cpu_time_total / total:.1f}% |"
+              for e in top]  # fmt: skip
+    return "\n".join(lines)
 
 
 def long_chat(rng: random.Random, tokenizer, length: int) -> dict:

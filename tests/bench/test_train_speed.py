@@ -57,3 +57,18 @@ def test_tunery_pays_for_each_examples_causal_pairs_and_the_head_on_supervised_p
     supervised = module.supervised_tokens(workdir / "train.jsonl", tokenizer, common)
     assert timing["work"] == Work(sum(lengths), sum(causal_pairs(n) for n in lengths), supervised)
     assert 0 < supervised < sum(lengths)
+
+
+def test_the_profile_mode_says_where_a_steps_time_goes(bench, capsys):
+    module, workdir, _, common = bench
+    (workdir / "common.json").write_text(module.json.dumps(common))
+    module.run_profile_child(module.argparse.Namespace(workdir=workdir, threads=1))
+    report = capsys.readouterr().out
+    shares = {}
+    for line in report.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 2 and cells[1].endswith("%"):
+            shares[cells[0]] = float(cells[1].rstrip("%"))
+    assert set(shares) == set(module.OP_KINDS) | {"the rest (Python, autograd, other ops)"}
+    assert sum(shares.values()) == pytest.approx(100, abs=0.5)
+    assert shares["matrix products"] > 0 and "| aten::mm |" in report
