@@ -523,6 +523,7 @@ OP_KINDS = {
                     "aten::div_", "aten::pow", "aten::rsqrt", "aten::mean", "aten::neg", "aten::silu",
                     "aten::silu_backward", "aten::exp_", "aten::amax", "aten::sum", "aten::cat", "aten::copy_"),
 }  # fmt: skip
+REST = "the rest (Python, autograd, other ops)"  # every operator OP_KINDS does not name
 
 
 def run_profile(args) -> None:
@@ -560,10 +561,10 @@ def run_profile_child(args) -> None:
 
 def profile_report(averages) -> str:
     total = sum(event.self_cpu_time_total for event in averages)
-    by_kind = dict.fromkeys(OP_KINDS, 0.0) | {"the rest (Python, autograd, other ops)": 0.0}
+    by_kind = dict.fromkeys([*OP_KINDS, REST], 0.0)
     for event in averages:
         kind = next((k for k, names in OP_KINDS.items() if event.key in names), None)
-        by_kind[kind or "the rest (Python, autograd, other ops)"] += event.self_cpu_time_total
+        by_kind[kind or REST] += event.self_cpu_time_total
     top = sorted(averages, key=lambda e: e.self_cpu_time_total, reverse=True)[:15]
     lines = [
         f"tunery, 2 profiled steps: {total / 1e6:.2f} s of self CPU time",

@@ -215,9 +215,8 @@ def test_a_flood_from_one_key_neither_slows_another_nor_outlives_its_client(serv
                               json={"model": base, "prompt": ["x"] * 30, "max_tokens": 2}, timeout=60)  # fmt: skip
         assert refused.status_code == 429 and refused.headers["retry-after"].isdigit(), refused.text
         engine, loaded = app.state.engine, float("inf")
-        for _ in range(
-            ATTEMPTS
-        ):  # a hiccup of the machine lifts one p95 by tens of ms; starvation lifts each
+        # A hiccup of the machine lifts one p95 by tens of ms; starvation lifts each.
+        for _ in range(ATTEMPTS):
             engine.batch_sizes.clear()
             loaded = min(loaded, p95())
             beside = statistics.median(engine.batch_sizes)
