@@ -42,7 +42,9 @@ def test_the_lock_agrees_with_every_exact_pin_in_pyproject():
     for requirement in requirements:
         if match := re.fullmatch(r"([A-Za-z0-9_.\-]+)(\[[^\]]*\])?==([^;\s]+)", requirement.strip()):
             name, _, version = match.groups()
-            assert pins.get(canonical(name)) == version, f"{requirement}: constraints.txt has {pins.get(name)}"
+            assert pins.get(canonical(name)) == version, (
+                f"{requirement}: lock has {pins.get(canonical(name))}"
+            )
 
 
 def test_setup_installs_with_the_lock():
