@@ -7,6 +7,7 @@ transformers code without a download or a real checkpoint.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,82 @@ def build_tiny_llama(vocab_size: int, seed: int = 0):
         tie_word_embeddings=True,
     )
     return LlamaForCausalLM(config)
+
+
+# What transformers' loaders (initialization.py: no_init_weights, guard_torch_init_functions,
+# no_tie_weights, meta_device_safe_creation_ops; modeling_utils.py: local_torch_dtype) and PEFT's
+# init_empty_weights (peft/utils/integrations.py) swap while they build a model and put back afterwards.
+INIT_FUNCTIONS = (
+    "uniform_", "normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_", "xavier_uniform_", "xavier_normal_",
+    "kaiming_uniform_", "kaiming_normal_", "trunc_normal_", "orthogonal_", "sparse_",
+)  # fmt: skip
+INIT_MODULES = (
+    "torch.nn.init", "torch.nn.modules.activation", "torch.nn.modules.transformer", "torch.nn.modules.linear",
+    "torch.nn.modules.loss", "torch.nn.modules.batchnorm", "torch.nn.modules.conv",
+    "torch.nn.modules.normalization", "torch.nn.modules.rnn", "torch.nn.modules.sparse",
+)  # fmt: skip
+
+
+def swappable_globals() -> dict[tuple[object, str], object]:
+    """(owner, attribute) -> the object there now, for everything a model load swaps; {} before torch is imported."""
+    if "torch" not in sys.modules:
+        return {}
+    import torch
+
+    places: list[tuple[object, str]] = [
+        (torch, name) for name in ("linspace", "empty", "zeros", "ones", "full")
+    ]
+    places += [(torch.nn.Module, "register_parameter"), (torch.nn.Module, "register_buffer")]
+    places += [
+        (sys.modules[module], name)
+        for module in INIT_MODULES
+        if module in sys.modules
+        for name in INIT_FUNCTIONS
+        if hasattr(sys.modules[module], name)
+    ]
+    if "transformers.modeling_utils" in sys.modules:
+        pretrained = sys.modules["transformers.modeling_utils"].PreTrainedModel
+        places += [(pretrained, "tie_weights"), (pretrained, "init_weights")]
+    return {
+        (owner, name): owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+        for owner, name in places
+    }
+
+
+def is_stand_in(function: object) -> bool:
+    """A loader's temporary replacement: a closure (`empty_func`, `_safe_linspace`, PEFT's wrappers) or
+    one of transformers' guarded init functions. The originals are plain module-level functions."""
+    qualname = getattr(function, "__qualname__", "")
+    return "<locals>" in qualname or getattr(function, "__module__", "") == "transformers.initialization"
+
+
+def _label(owner: object, name: str) -> str:
+    return f"{getattr(owner, '__qualname__', None) or getattr(owner, '__name__', owner)}.{name}"
+
+
+def swapped_since(before: dict[tuple[object, str], object]) -> list[str]:
+    """What is no longer what it was (`before` from `swappable_globals`) or is a loader's stand-in."""
+    now = swappable_globals()
+    changed = [place for place, function in now.items() if place in before and before[place] is not function]
+    left = [place for place, function in now.items() if is_stand_in(function)]
+    return sorted({_label(*place) for place in changed + left})
+
+
+@pytest.fixture(autouse=True)
+def _nothing_left_swapped():
+    """Fail the test that leaves a loader's stand-in in place (a racing load), then put the originals back
+    so that the tests after it do not fail for it ("Cannot copy out of meta tensor")."""
+    before = swappable_globals()
+    dtype = sys.modules["torch"].get_default_dtype() if "torch" in sys.modules else None
+    yield
+    swapped = swapped_since(before)
+    if dtype is not None and sys.modules["torch"].get_default_dtype() != dtype:
+        swapped.append(f"torch's default dtype (now {sys.modules['torch'].get_default_dtype()}, was {dtype})")
+        sys.modules["torch"].set_default_dtype(dtype)
+    if swapped:
+        for (owner, name), function in before.items():
+            setattr(owner, name, function)
+        pytest.fail(f"left swapped by a model load: {', '.join(swapped)}")
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -92,3 +95,98 @@ def test_requests_that_need_the_same_gguf_at_once_convert_it_once(tmp_path, monk
         thread.join()
     assert len(calls) == 1
     assert len(set(results)) == 1 and (results[0] / "config.json").exists()
+
+
+LOADS_EACH = 8  # 4 threads x 8 loads: without the shared lock, 2 of 2 runs left a stand-in swapped
+
+
+def test_models_loaded_in_four_threads_at_once_leave_every_swapped_function_as_it_was(tiny_model_dir):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from transformers import AutoModelForCausalLM
+
+    from tests.conftest import swappable_globals, swapped_since
+    from tunery.models import load_causal_lm, model_construction
+
+    path, cpu = str(tiny_model_dir), torch.device("cpu")
+    load_causal_lm(path, cpu, torch.float32)  # transformers' modules imported: every place is in `before`
+    before = swappable_globals()
+
+    def load_many(thread: int) -> None:
+        for _ in range(LOADS_EACH):
+            if thread % 2:
+                with model_construction():
+                    AutoModelForCausalLM.from_pretrained(path)
+            else:
+                load_causal_lm(path, cpu, torch.float32)
+
+    with ThreadPoolExecutor(4) as pool:
+        failures = [f.exception() for f in [pool.submit(load_many, i) for i in range(4)] if f.exception()]
+    left = swapped_since(before)
+    assert failures == [] and left == []
+    model, _ = load_causal_lm(path, cpu, torch.float32)  # a tied model still loads afterwards
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+
+
+# Loading a tokenizer or a config swaps nothing: only modeling_utils.py (and PEFT's loaders) use the
+# swapping context managers of transformers' initialization.py.
+SWAPS_NOTHING = {"AutoConfig", "AutoTokenizer"}
+BUILDERS = {"from_pretrained", "from_config"}
+SRC = Path(__file__).resolve().parents[1] / "src" / "tunery"
+
+
+def unguarded_builds(source: str) -> list[int]:
+    """Lines that build a model outside `with model_construction():`."""
+    tree = ast.parse(source)
+    guarded = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.With)
+        and any(_names(item.context_expr, "model_construction") for item in node.items)
+        for inner in ast.walk(node)
+    }
+    return [node.lineno for node in ast.walk(tree) if _builds_a_model(node) and id(node) not in guarded]
+
+
+def _names(node: ast.AST, name: str) -> bool:
+    function = node.func if isinstance(node, ast.Call) else None
+    return isinstance(function, ast.Name | ast.Attribute) and name in (
+        getattr(function, "id", None),
+        getattr(function, "attr", None),
+    )
+
+
+def _builds_a_model(node: ast.AST) -> bool:
+    if not isinstance(node, ast.Call):
+        return False
+    function = node.func
+    if isinstance(function, ast.Name):
+        return function.id == "HFLM"  # lm-eval's model wrapper calls from_pretrained itself
+    receiver = function.value if isinstance(function, ast.Attribute) else None
+    return (
+        isinstance(function, ast.Attribute)
+        and function.attr in BUILDERS
+        and not (isinstance(receiver, ast.Name) and receiver.id in SWAPS_NOTHING)
+    )
+
+
+def test_every_model_in_src_is_built_inside_model_construction():
+    unguarded = [
+        f"{path.relative_to(SRC)}:{line}"
+        for path in sorted(SRC.rglob("*.py"))
+        for line in unguarded_builds(path.read_text(encoding="utf-8"))
+    ]
+    assert unguarded == []
+
+
+def test_the_guard_finds_a_build_outside_the_lock_and_trusts_one_inside():
+    source = """
+def load(path):
+    config = AutoConfig.from_pretrained(path)
+    with model_construction():
+        good = AutoModelForCausalLM.from_pretrained(path)
+    with torch.device("meta"):
+        bad = loader.from_config(config)
+    return PeftModel.from_pretrained(good, path), HFLM(pretrained=path)
+"""
+    assert unguarded_builds(source) == [7, 8, 8]

@@ -33,6 +33,7 @@ from tunery.methods import get_method, is_peft
 from tunery.methods.weights import WEIGHTS_FILE, load_trained_model
 from tunery.models import (
     load_tokenizer,
+    model_construction,
     pick_device,
     pick_dtype,
     require_safetensors,
@@ -80,7 +81,9 @@ def load_run_model(run_path: str | Path, device: str = "auto", quantized: bool =
         return load_trained_model(base, adapter).eval(), tokenizer
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(base, adapter).eval(), tokenizer
+    with model_construction():
+        tuned = PeftModel.from_pretrained(base, adapter)
+    return tuned.eval(), tokenizer
 
 
 def generate(

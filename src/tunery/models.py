@@ -8,6 +8,9 @@ take a second instead of twenty.
 
     path = resolve_model("smollm2-135m-instruct")
     model, tokenizer = load_causal_lm(path, device=pick_device("auto"), dtype=torch.float32)
+
+Every model this process builds is built inside `with model_construction():`, one at a time
+(tests/test_models.py holds every call site of from_pretrained/from_config to it).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import re
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -181,8 +186,9 @@ def _convert_into(gguf_path: Path, target: Path) -> None:
 
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        with model_construction():
+            tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+            model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
         # The weights are now plain fp32; drop the GGUF marker so they save as ordinary safetensors.
         del model.config.quantization_config
         model.hf_quantizer = None  # type: ignore[assignment]  # torch types Module.__setattr__ for tensors and modules only
@@ -256,6 +262,22 @@ def set_threads(threads: int | None) -> int:
     return torch.get_num_threads()
 
 
+# transformers' from_pretrained/from_config and PEFT's loaders swap process-wide functions while they
+# build a model (the torch.nn.init functions, torch.linspace, PreTrainedModel.tie_weights, torch's default
+# dtype) and put back what they found when done. Two builds in two threads can put back each other's
+# stand-ins, and from then on every tied-embedding model (SmolLM2) fails to load with "Cannot copy out of
+# meta tensor" until the process restarts. Re-entrant: a build may start another (a GGUF conversion).
+_CONSTRUCTION = threading.RLock()
+
+
+@contextmanager
+def model_construction() -> Iterator[None]:
+    """Build models (from_pretrained, from_config, PeftModel.from_pretrained) inside this, one build in the
+    process at a time; hold it only while building, never while generating or training."""
+    with _CONSTRUCTION:
+        yield
+
+
 # transformers' lazy imports are not thread-safe: two server threads loading a tokenizer at once
 # can fail with "cannot import name 'AutoTokenizer'", so loads take turns.
 _TOKENIZER_LOAD = threading.Lock()
@@ -285,7 +307,8 @@ def load_causal_lm(
 ):
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=dtype, attn_implementation=attn_implementation or "sdpa"
-    )
+    with model_construction():
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=dtype, attn_implementation=attn_implementation or "sdpa"
+        )
     return model.to(device), load_tokenizer(path)  # type: ignore[arg-type]  # transformers' wrapped `to` hides its signature

@@ -54,12 +54,13 @@ def load_rewriter(
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-    from tunery.models import load_tokenizer, resolve_model
+    from tunery.models import load_tokenizer, model_construction, resolve_model
 
     path = resolve_model(model)
     seq2seq = bool(getattr(AutoConfig.from_pretrained(path), "is_encoder_decoder", False))
     loader = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
-    network = loader.from_pretrained(path).eval()
+    with model_construction():
+        network = loader.from_pretrained(path).eval()
     tokenizer = load_tokenizer(path)
     if template is None:
         template = "{text}" if seq2seq else {"translate": TRANSLATE_TEMPLATE}.get(task, PARAPHRASE_TEMPLATE)

@@ -95,10 +95,13 @@ def run_harness(run: Run, settings: dict, adapter: str | None, tasks, manager, l
     import lm_eval
     from lm_eval.models.huggingface import HFLM
 
-    model = HFLM(
-        pretrained=settings["model_path"], tokenizer=str(run.adapter_dir), peft=adapter,
-        device=settings["device"], dtype=settings["dtype"], batch_size=batch_size,
-    )  # fmt: skip
+    from tunery.models import model_construction
+
+    with model_construction():  # HFLM loads the base and the adapter with from_pretrained
+        model = HFLM(
+            pretrained=settings["model_path"], tokenizer=str(run.adapter_dir), peft=adapter,
+            device=settings["device"], dtype=settings["dtype"], batch_size=batch_size,
+        )  # fmt: skip
     results = lm_eval.simple_evaluate(
         model=model, tasks=list(tasks), task_manager=manager, limit=limit, log_samples=False,
         random_seed=0, numpy_random_seed=0, torch_random_seed=0, fewshot_random_seed=0,

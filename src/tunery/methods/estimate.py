@@ -61,7 +61,7 @@ def meta_model(model_name: str, task: str):
         AutoModelForSequenceClassification,
     )
 
-    from tunery.models import resolve_model
+    from tunery.models import model_construction, resolve_model
 
     config = AutoConfig.from_pretrained(resolve_model(model_name))
     auto = {"sft": AutoModelForCausalLM, "seq2seq": AutoModelForSeq2SeqLM}.get(
@@ -69,7 +69,7 @@ def meta_model(model_name: str, task: str):
     )
     if task == "classification":
         config.num_labels = 2
-    with torch.device("meta"):
+    with model_construction(), torch.device("meta"):
         return auto.from_config(config)
 
 

@@ -36,19 +36,20 @@ class LabelledData(PreparedData):
 def load_model(path: str, device, dtype, config, labels=None, **load_kwargs):
     from transformers import AutoModelForSequenceClassification
 
-    labels = list(labels or [])
-    model = AutoModelForSequenceClassification.from_pretrained(
-        path,
-        dtype=dtype,
-        trust_remote_code=config.model.trust_remote_code,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)},
-        **load_kwargs,
-    )
-    if model.config.pad_token_id is None:
-        from tunery.models import load_tokenizer
+    from tunery.models import load_tokenizer, model_construction
 
+    labels = list(labels or [])
+    with model_construction():
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path,
+            dtype=dtype,
+            trust_remote_code=config.model.trust_remote_code,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)},
+            **load_kwargs,
+        )
+    if model.config.pad_token_id is None:
         model.config.pad_token_id = load_tokenizer(path).pad_token_id  # decoders pool the last non-pad token
     return model if "device_map" in load_kwargs else model.to(device)
 

@@ -41,15 +41,15 @@ class PreferenceSetupError(TuneryError, ValueError):
 def load_model(path: str, device, dtype, config, labels=None, **load_kwargs):
     from transformers import AutoModelForCausalLM
 
+    from tunery.models import model_construction
     from tunery.nn.varlen_attention import register
 
-    model = AutoModelForCausalLM.from_pretrained(
-        path,
-        dtype=dtype,
-        attn_implementation=config.model.attn_implementation or register(),  # pairs are always packed
-        trust_remote_code=config.model.trust_remote_code,
-        **load_kwargs,
-    )
+    attention = config.model.attn_implementation or register()  # pairs are always packed
+    with model_construction():
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=dtype, attn_implementation=attention, trust_remote_code=config.model.trust_remote_code,
+            **load_kwargs,
+        )  # fmt: skip
     return model if "device_map" in load_kwargs else model.to(device)
 
 

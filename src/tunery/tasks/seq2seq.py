@@ -20,9 +20,12 @@ SPEC = task_spec("seq2seq")
 def load_model(path: str, device, dtype, config, labels=None, **load_kwargs):
     from transformers import AutoModelForSeq2SeqLM
 
-    model = AutoModelForSeq2SeqLM.from_pretrained(
-        path, dtype=dtype, trust_remote_code=config.model.trust_remote_code, **load_kwargs
-    )
+    from tunery.models import model_construction
+
+    with model_construction():
+        model = AutoModelForSeq2SeqLM.from_pretrained(
+            path, dtype=dtype, trust_remote_code=config.model.trust_remote_code, **load_kwargs
+        )
     return model if "device_map" in load_kwargs else model.to(device)
 
 

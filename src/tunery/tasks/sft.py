@@ -11,13 +11,17 @@ SPEC = task_spec("sft")
 def load_model(path: str, device, dtype, config, labels=None, **load_kwargs):
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(
-        path,
-        dtype=dtype,
-        attn_implementation=attention_for(config),
-        trust_remote_code=config.model.trust_remote_code,
-        **load_kwargs,
-    )
+    from tunery.models import model_construction
+
+    attention = attention_for(config)
+    with model_construction():
+        model = AutoModelForCausalLM.from_pretrained(
+            path,
+            dtype=dtype,
+            attn_implementation=attention,
+            trust_remote_code=config.model.trust_remote_code,
+            **load_kwargs,
+        )
     return model if "device_map" in load_kwargs else model.to(device)
 
 
