@@ -166,12 +166,23 @@ def guarded_transport(policy: UrlPolicy, param: str, **options: Any) -> Any:
         def __init__(self) -> None:
             self.inner = httpcore2.AnyIOBackend()
 
-        async def connect_tcp(self, host: str, port: int, **kwargs: Any) -> httpcore2.AsyncNetworkStream:
+        async def connect_tcp(
+            self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+            socket_options: Iterable[Any] | None = None,
+        ) -> httpcore2.AsyncNetworkStream:  # fmt: skip
+            import anyio
+
             name = _plain_name(host)
-            addresses = resolve(name, port, param)
+            addresses = await anyio.to_thread.run_sync(resolve, name, port, param)
             if name not in policy.names:
                 policy.check_addresses(name, addresses, param)
-            return await self.inner.connect_tcp(str(addresses[0]), port, **kwargs)
+            return await self.inner.connect_tcp(
+                str(addresses[0]),
+                port,
+                timeout=timeout,
+                local_address=local_address,
+                socket_options=socket_options,
+            )
 
         async def sleep(self, seconds: float) -> None:
             await self.inner.sleep(seconds)

@@ -296,7 +296,11 @@ def test_a_failing_judge_is_named_by_status_and_host_and_its_body_stays_in_the_l
         started = api.call("POST", f"/api/reviews/{review['id']}/judge", "owner", json=body)
         assert started.status_code == 202, started.text
         judge = api.call("GET", f"/api/reviews/{review['id']}", "owner").json()["judge"]
-        assert judge["status"] == "failed" and "answered HTTP 500" in judge["error"] and "127.0.0.1" in judge["error"]
+        assert (
+            judge["status"] == "failed"
+            and "answered HTTP 500" in judge["error"]
+            and "127.0.0.1" in judge["error"]
+        )
         assert "SECRET" not in judge["error"] and "redis" not in judge["error"]
         assert secret in caplog.text  # the operator can still read it
         assert endpoint.seen and all(auth is None for _, auth in endpoint.seen)  # no key of the caller's
@@ -480,7 +484,6 @@ def run_judge(api: Api, review: dict, transport, model: str = "judge-model") -> 
 
     from tunery.service.domain import review_judge
     from tunery.service.schemas.reviews import JudgeCreate
-
     from tunery.urlpolicy import UrlPolicy
 
     body = JudgeCreate(base_url="http://judge.test/v1", model=model, api_key="sk-judge")

@@ -175,7 +175,8 @@ def test_a_service_jobs_mlflow_writes_only_in_its_run_folder(tmp_path, monkeypat
 
 
 @pytest.mark.parametrize(
-    "uri", ["sqlite:////tmp/tunery-job.db", "file:///tmp", "mlruns", "http://127.0.0.1:{port}", "http://0x7f.1"]
+    "uri",
+    ["sqlite:////tmp/tunery-job.db", "file:///tmp", "mlruns", "http://127.0.0.1:{port}", "http://0x7f.1"],
 )
 def test_a_service_job_checks_its_tracking_uri_again_before_training(uri, tmp_path, monkeypatch):
     """The trainer asks the server's URL policy too (a job row from before it, or DNS that changed)."""
@@ -187,7 +188,9 @@ def test_a_service_job_checks_its_tracking_uri_again_before_training(uri, tmp_pa
     monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)
     uri = uri.format(port=free_port())
-    cfg = load_config({"data": {"train": "x.jsonl"}, "mlflow": {"tracking_uri": uri}, "output_dir": str(tmp_path)})
+    cfg = load_config(
+        {"data": {"train": "x.jsonl"}, "mlflow": {"tracking_uri": uri}, "output_dir": str(tmp_path)}
+    )
     with pytest.raises(UrlNotAllowed) as caught:
         MlflowTracker(cfg)
     assert caught.value.code == "url_not_allowed" and caught.value.param == "mlflow.tracking_uri"

@@ -50,7 +50,10 @@ def test_no_integrations_leave_tracking_off(tmp_path):
             "integrations[0].mlflow.tracking_uri",
         ),
         (
-            [{"type": "tensorboard"}, {"type": "mlflow", "mlflow": {"tracking_uri": "http://127.0.0.1:5000"}}],
+            [
+                {"type": "tensorboard"},
+                {"type": "mlflow", "mlflow": {"tracking_uri": "http://127.0.0.1:5000"}},
+            ],
             "integrations[1].mlflow.tracking_uri",
         ),
         ([{"type": "wandb", "wandb": {"projekt": "x"}}], "tunery"),
