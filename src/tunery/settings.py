@@ -3,6 +3,7 @@
 TUNERY_DATABASE_URL   sqlite:///<data_dir>/tunery.db (default) or postgresql+psycopg://user@host/db
 TUNERY_BROKER_URL     unset: a local worker in the server; redis://host:6379/0: Celery workers
 TUNERY_ARTIFACT_ROOT  uploaded files, job runs and models (default <data_dir>/artifacts)
+TUNERY_URL_ALLOW_HOSTS  non-public hosts a request's URL may name (JSON list; default none)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pydantic_settings import (
 )
 
 from tunery.models import tunery_home
+from tunery.urlpolicy import UrlPolicy
 
 
 class Settings(BaseSettings):
@@ -66,10 +68,19 @@ class Settings(BaseSettings):
         description="Base models any project's key may chat with and `/v1/models` lists (JSON list of "
         "aliases or local folders).",
     )
+    url_allow_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts a request's URL (a tracker's server, a review's judge) may name beyond public "
+        'ones (JSON list of names, addresses or CIDRs, e.g. ["mlflow.internal", "10.0.0.0/8"]): '
+        "loopback, private, link-local and other non-public addresses are refused unless listed here.",
+    )
     review_judge_hosts: list[str] = Field(
-        default_factory=lambda: ["127.0.0.1", "localhost", "::1"],
-        description="Hosts the automatic judge of a blind review may call (JSON list): a key may not aim "
-        "the server at any address it can reach. Add your judge's host, e.g. api.openai.com.",
+        default_factory=list, description="Old name of url_allow_hosts; its hosts are added to it."
+    )
+    mlflow_tracking_uri: str | None = Field(
+        None,
+        description="The MLflow server (or any MLflow URI) a job tracks to when its request names none; "
+        "default: MLFLOW_TRACKING_URI, else a store in the job's own run folder.",
     )
 
     max_job_steps: int = Field(100_000, ge=1, description="Jobs: the most optimiser steps one may ask for.")
@@ -89,7 +100,14 @@ class Settings(BaseSettings):
         if self.artifact_root is None:
             self.artifact_root = self.data_dir / "artifacts"
         self.broker_url = self.broker_url or None
+        self.url_allow_hosts = [*self.url_allow_hosts, *self.review_judge_hosts]
+        self.mlflow_tracking_uri = self.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
         return self
+
+    @property
+    def url_policy(self) -> UrlPolicy:
+        """The one rule for the URLs requests name (tunery/urlpolicy.py)."""
+        return UrlPolicy.of(self.url_allow_hosts)
 
     @property
     def artifacts(self) -> Path:

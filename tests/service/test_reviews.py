@@ -214,13 +214,118 @@ def test_another_projects_review_and_items_are_not_found(api):
     assert [r["id"] for r in api.call("GET", "/api/reviews", "owner").json()["data"]] == [ours["id"]]
 
 
-def test_the_judge_may_call_only_the_hosts_the_server_allows(api):
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "http://169.254.169.254/latest",
+        "http://127.0.0.1:8000/v1",
+        "http://localhost:8000/v1",
+        "http://10.0.0.1/v1",
+        "http://2130706433:8000/v1",
+        "http://[::ffff:127.0.0.1]:8000/v1",
+        "http://evil@127.0.0.1:8000/v1",
+    ],
+)
+def test_the_judge_may_not_call_the_servers_own_network(api, base_url):
     review = open_review(api)
-    body = {"base_url": "http://169.254.169.254/latest", "model": "m"}
+    body = {"base_url": base_url, "model": "m"}
     refused = api.call("POST", f"/api/reviews/{review['id']}/judge", "owner", json=body)
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "base_url"
-    assert refused.json()["error"]["code"] == "judge_host_not_allowed"
+    assert refused.json()["error"]["code"] == "url_not_allowed"
+    says = "credentials" if "@" in base_url else "ask its operator to add"
+    assert says in refused.json()["error"]["message"]
     assert api.call("GET", f"/api/reviews/{review['id']}", "owner").json()["judge"] is None
+
+
+class Endpoint:
+    """A real HTTP server on loopback that answers every POST with `reply(handler)` and notes the
+    requests it got (path and Authorization header)."""
+
+    def __init__(self, reply):
+        import threading
+        from http.server import BaseHTTPRequestHandler, HTTPServer
+
+        seen = self.seen = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                seen.append((self.path, self.headers.get("Authorization")))
+                reply(self)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+def answer_with(status: int, body: bytes = b"", location: str | None = None):
+    def reply(handler):
+        handler.send_response(status)
+        if location:
+            handler.send_header("Location", location)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    return reply
+
+
+@pytest.fixture
+def allowing_loopback(tmp_path, monkeypatch):
+    """The review API of a server whose operator allows loopback (TUNERY_URL_ALLOW_HOSTS)."""
+    from tunery.service.domain import reviews
+
+    monkeypatch.setattr(reviews, "engine_chat", lambda state, project: scripted_chat)
+    with make_api(tmp_path, url_allow_hosts=["127.0.0.1"]) as client:
+        yield Api(client)
+
+
+def test_a_failing_judge_is_named_by_status_and_host_and_its_body_stays_in_the_log(allowing_loopback, caplog):
+    api = allowing_loopback
+    secret = "SECRET-from-the-endpoint redis_version:7.2"
+    endpoint = Endpoint(answer_with(500, json.dumps({"error": {"message": secret}}).encode()))
+    try:
+        review = open_review(api)
+        body = {"base_url": f"{endpoint.url}/v1", "model": "m"}
+        started = api.call("POST", f"/api/reviews/{review['id']}/judge", "owner", json=body)
+        assert started.status_code == 202, started.text
+        judge = api.call("GET", f"/api/reviews/{review['id']}", "owner").json()["judge"]
+        assert (
+            judge["status"] == "failed"
+            and "answered HTTP 500" in judge["error"]
+            and "127.0.0.1" in judge["error"]
+        )
+        assert "SECRET" not in judge["error"] and "redis" not in judge["error"]
+        assert secret in caplog.text  # the operator can still read it
+        assert endpoint.seen and all(auth is None for _, auth in endpoint.seen)  # no key of the caller's
+        with_key = {**body, "api_key": "sk-judge"}
+        api.call("POST", f"/api/reviews/{review['id']}/judge", "owner", json=with_key)
+        assert {auth for _, auth in endpoint.seen[-1:]} == {"Bearer sk-judge"}
+        assert not any(api.keys["owner"] in str(auth) for _, auth in endpoint.seen)
+    finally:
+        endpoint.close()
+
+
+def test_a_judge_that_redirects_is_not_followed(allowing_loopback):
+    api = allowing_loopback
+    target = Endpoint(answer_with(200, b"{}"))
+    redirecting = Endpoint(answer_with(307, location=f"{target.url}/v1/chat/completions"))
+    try:
+        review = open_review(api)
+        body = {"base_url": f"{redirecting.url}/v1", "model": "m", "api_key": "sk-judge"}
+        assert api.call("POST", f"/api/reviews/{review['id']}/judge", "owner", json=body).status_code == 202
+        judge = api.call("GET", f"/api/reviews/{review['id']}", "owner").json()["judge"]
+        assert judge["status"] == "failed" and "answered HTTP 307" in judge["error"]
+        assert redirecting.seen and target.seen == []
+    finally:
+        target.close()
+        redirecting.close()
 
 
 def test_only_the_owner_closes_or_judges(api):
@@ -379,24 +484,13 @@ def run_judge(api: Api, review: dict, transport, model: str = "judge-model") -> 
 
     from tunery.service.domain import review_judge
     from tunery.service.schemas.reviews import JudgeCreate
+    from tunery.urlpolicy import UrlPolicy
 
-    body = {"base_url": "http://judge.test/v1", "model": model, "api_key": "sk-judge"}
-    started = api.call(
-        "POST",
-        f"/api/reviews/{review['id']}/judge",
-        "owner",
-        json={**body, "base_url": "http://127.0.0.1:9/v1"},
-    )
-    assert started.status_code == 202  # the real endpoint is unreachable: the background run fails, saying so
-    failed = api.call("GET", f"/api/reviews/{review['id']}", "owner").json()["judge"]
-    assert failed["status"] == "failed" and "cannot be reached" in failed["error"]
+    body = JudgeCreate(base_url="http://judge.test/v1", model=model, api_key="sk-judge")
+    policy = UrlPolicy.of(["judge.test"])  # allowed by name: the name need not resolve
     with api.client.app.state.sessions() as session:
-        review_judge.start_judge(
-            session, "team-a", key_id(api, "owner"), review["id"], JudgeCreate(**body), ["judge.test"]
-        )
-    asyncio.run(
-        review_judge.run_judge(api.client.app.state.sessions, review["id"], JudgeCreate(**body), transport)
-    )
+        review_judge.start_judge(session, "team-a", key_id(api, "owner"), review["id"], body, policy)
+    asyncio.run(review_judge.run_judge(api.client.app.state.sessions, review["id"], body, policy, transport))
     return api.call("GET", f"/api/reviews/{review['id']}", "owner").json()["judge"]
 
 
@@ -466,6 +560,7 @@ def test_the_engine_answers_and_tunerys_own_serving_judges(tmp_path, two_tiny_mo
     from tunery.service.domain import review_judge
     from tunery.service.schemas.reviews import JudgeCreate
     from tunery.settings import Settings
+    from tunery.urlpolicy import UrlPolicy
 
     app = create_app(Settings(data_dir=tmp_path / "service", inference_base_models=two_tiny_models))
     with TestClient(app, raise_server_exceptions=False) as client:
@@ -478,12 +573,11 @@ def test_the_engine_answers_and_tunerys_own_serving_judges(tmp_path, two_tiny_mo
         assert not any(name in items.text for name in two_tiny_models)
         judge = two_tiny_models[1]
         body = JudgeCreate(base_url="http://tunery.test/v1", model=judge, api_key=api.keys["owner"])
+        policy = UrlPolicy.of(["tunery.test"])
         with client.app.state.sessions() as session:
-            review_judge.start_judge(
-                session, "team-a", key_id(api, "owner"), review["id"], body, ["tunery.test"]
-            )
+            review_judge.start_judge(session, "team-a", key_id(api, "owner"), review["id"], body, policy)
         transport = httpx2.ASGITransport(app=app)
-        asyncio.run(review_judge.run_judge(client.app.state.sessions, review["id"], body, transport))
+        asyncio.run(review_judge.run_judge(client.app.state.sessions, review["id"], body, policy, transport))
         judged = api.call("GET", f"/api/reviews/{review['id']}", "owner").json()["judge"]
         assert (judged["status"], judged["done"]) == ("succeeded", 4), judged  # a random model's verdicts
 

@@ -145,6 +145,58 @@ def test_mlflow_run_has_metrics_params_tags_artifacts_and_a_registered_version(
     assert version.tags["base_model"] == str(tiny_model_dir)
 
 
+def test_a_service_jobs_mlflow_writes_only_in_its_run_folder(tmp_path, monkeypatch):
+    """With no URI named, mlflow's default (./mlflow.db and ./mlruns) would land in the server's working
+    directory; a job (the runner's environment says so) keeps its store in the run folder."""
+    pytest.importorskip("mlflow")
+    from tunery.config import load_config
+    from tunery.run import Run
+    from tunery.urlpolicy import UrlPolicy
+
+    cwd = tmp_path / "server-cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for name, value in UrlPolicy.of([]).job_env().items():
+        monkeypatch.setenv(name, value)
+    cfg = load_config({"data": {"train": "x.jsonl"}, "output_dir": str(tmp_path / "jobs"), "run_name": "ftjob-1",
+                       "train": {"report_to": ["mlflow"]}})  # fmt: skip
+    run = Run.create(cfg)
+    (run.path / "adapter").mkdir()
+    (run.path / "adapter" / "adapter_model.safetensors").write_bytes(b"weights")
+    tracker = MlflowTracker(cfg)
+    tracker.start(run, {"model.name": "m"}, {"job": "ftjob-1"})
+    tracker.log(1, {"loss": 1.0})
+    tracker.artifact(run.path / "adapter", "model")
+    tracker.finish(completed=True)
+    assert sorted(p.name for p in cwd.iterdir()) == []
+    assert tracker.where["tracking_uri"] == f"sqlite:///{run.path.resolve() / 'mlflow.db'}"
+    assert any((run.path / "mlruns").rglob("adapter_model.safetensors"))
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["sqlite:////tmp/tunery-job.db", "file:///tmp", "mlruns", "http://127.0.0.1:{port}", "http://0x7f.1"],
+)
+def test_a_service_job_checks_its_tracking_uri_again_before_training(uri, tmp_path, monkeypatch):
+    """The trainer asks the server's URL policy too (a job row from before it, or DNS that changed)."""
+    pytest.importorskip("mlflow")
+    from tunery.config import load_config
+    from tunery.urlpolicy import UrlNotAllowed, UrlPolicy
+
+    (name, value), = UrlPolicy.of([]).job_env().items()  # fmt: skip
+    monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    uri = uri.format(port=free_port())
+    cfg = load_config(
+        {"data": {"train": "x.jsonl"}, "mlflow": {"tracking_uri": uri}, "output_dir": str(tmp_path)}
+    )
+    with pytest.raises(UrlNotAllowed) as caught:
+        MlflowTracker(cfg)
+    assert caught.value.code == "url_not_allowed" and caught.value.param == "mlflow.tracking_uri"
+    assert list(tmp_path.iterdir()) == [] and not Path("/tmp/tunery-job.db").exists()
+
+
 @pytest.mark.parametrize("uri", ["http://127.0.0.1:{port}", "nosuchscheme://nowhere"])
 def test_a_misconfigured_mlflow_uri_fails_at_start_with_one_line(uri, tiny_model_dir, chat_files, tmp_path):
     pytest.importorskip("mlflow")

@@ -170,7 +170,7 @@ def _attempt(job_id, sessions, settings: Settings, owner: str, should_stop, work
                 start_new_session=True,  # its own process group: cancel signals the whole group
                 stdout=logfile,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **_visible(gpus)},
+                env=_child_env(settings, gpus),
             )
         job.pid, job.host = process.pid, socket.gethostname()
     return _watch(job_id, process, run_dir, failure, sessions, settings, owner, should_stop)
@@ -207,6 +207,16 @@ def _watch(
                 job.attempts -= 1  # a deliberate stop is not a failed attempt
                 return "running"
         time.sleep(interval)
+
+
+def _child_env(settings: Settings, gpus: list[int] | None) -> dict[str, str]:
+    """The server's environment, its URL policy for what the job's request named (the tracker checks
+    it again), the operator's MLflow URI or none (a store in the run folder), and the job's GPUs."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **settings.url_policy.job_env(), **_visible(gpus)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    if settings.mlflow_tracking_uri:
+        env["MLFLOW_TRACKING_URI"] = settings.mlflow_tracking_uri
+    return env
 
 
 def _visible(gpus: list[int] | None) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
     raise ApiError(409, "file f is used by job j", code="file_in_use")
     raise refusal(err, param="tunery")      # a user error (TuneryError) answered with its own code
+    check_url(body.base_url, settings.url_policy, "base_url")   # tunery/urlpolicy.py, as a 400
 
 No FastAPI here: the domain layer raises these; `tunery.service.api.errors.install` answers them.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from tunery.errors import TuneryError, error_code
+from tunery.urlpolicy import UrlNotAllowed, UrlPolicy
 
 TYPES = {
     400: "invalid_request_error",
@@ -35,6 +37,16 @@ class ApiError(TuneryError):
 def refusal(err: BaseException, status: int = 400, param: str | None = None, **extra: Any) -> ApiError:
     """A user error as the API answers it: the message, and the code the error itself carries."""
     return ApiError(status, str(err), code=error_code(err), param=param, **extra)
+
+
+def check_url(url: object, policy: UrlPolicy, param: str) -> None:
+    """A URL from a request, or a 400 (`url_not_allowed`) naming its field and what to do."""
+    try:
+        if not isinstance(url, str):
+            raise UrlNotAllowed(f"{param}: give the URL as a string (http:// or https://)", param)
+        policy.check(url, param)
+    except UrlNotAllowed as err:
+        raise refusal(err, param=err.param) from None
 
 
 def not_found(kind: str, id: str) -> ApiError:

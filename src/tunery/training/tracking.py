@@ -28,6 +28,7 @@ from tunery.config import TuneryConfig
 from tunery.errors import TuneryError
 from tunery.libraries import MissingExtra
 from tunery.run import Run
+from tunery.urlpolicy import UrlPolicy
 
 log = logging.getLogger("tunery.training")
 
@@ -216,9 +217,9 @@ class MlflowTracker:
         from mlflow import MlflowClient
 
         self.options = cfg.mlflow
-        self.uri = cfg.mlflow.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        self.uri, self.artifact_location = mlflow_store(cfg)
         if self.uri and self.uri.startswith(("http://", "https://")):
-            check_server_answers(self.uri)
+            check_server_answers(self.uri, follow_redirects=UrlPolicy.for_this_job() is None)
         setting = f"mlflow.tracking_uri={self.uri!r}" if cfg.mlflow.tracking_uri else "MLFLOW_TRACKING_URI"
         try:
             self.client = MlflowClient(tracking_uri=self.uri)
@@ -231,7 +232,9 @@ class MlflowTracker:
 
     def _experiment(self, name: str) -> str:
         experiment = self.client.get_experiment_by_name(name)
-        return experiment.experiment_id if experiment else self.client.create_experiment(name)
+        if experiment:
+            return experiment.experiment_id
+        return self.client.create_experiment(name, artifact_location=self.artifact_location)
 
     def start(self, run: Run, params: dict[str, str], tags: dict[str, str]) -> None:
         from mlflow.entities import Param, RunTag
@@ -278,10 +281,37 @@ class MlflowTracker:
         self.client.set_terminated(self.run_id, status="FINISHED" if completed else "FAILED")
 
 
-def check_server_answers(uri: str, timeout: float = 5.0) -> None:
+def mlflow_store(cfg: TuneryConfig) -> tuple[str | None, str | None]:
+    """(tracking URI, artifact location of a new experiment; None: the store's own).
+
+    `tunery train` uses any URI its user names. A service job's URI came over the network, so it
+    goes through the server's URL policy again here (DNS may have changed since the request); with
+    none named, the operator's MLFLOW_TRACKING_URI, else a store inside the job's run folder: never
+    mlflow's default of ./mlflow.db and ./mlruns in the server's working directory.
+    """
+    named = cfg.mlflow.tracking_uri
+    policy = UrlPolicy.for_this_job()
+    if policy is None:
+        return named or os.environ.get("MLFLOW_TRACKING_URI"), None
+    if named:
+        policy.check(named, "mlflow.tracking_uri")
+        return named, None
+    if operators := os.environ.get("MLFLOW_TRACKING_URI"):
+        return operators, None
+    run_dir = (Path(cfg.output_dir) / str(cfg.run_name)).resolve()
+    return f"sqlite:///{run_dir / 'mlflow.db'}", (run_dir / "mlruns").as_uri()
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # the 3xx answer is the answer: a redirect may point anywhere
+
+
+def check_server_answers(uri: str, timeout: float = 5.0, follow_redirects: bool = True) -> None:
     """MLflow's /health within `timeout` seconds, else one line saying so (before any training)."""
+    opener = urllib.request.build_opener(*([] if follow_redirects else [_NoRedirects()]))
     try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as answer:
+        with opener.open(f"{uri.rstrip('/')}/health", timeout=timeout) as answer:
             if answer.status == 200:
                 return
             problem = f"answered HTTP {answer.status}"

@@ -174,11 +174,18 @@ def judge(
     review_id: str, body: JudgeCreate, request: Request, background: BackgroundTasks, session: SessionDep,
     key: ActionKey,
 ) -> ReviewPublic:  # fmt: skip
-    allowed = request.app.state.settings.review_judge_hosts
-    review = review_judge.start_judge(session, key.project, key.id, review_id, body, allowed)
+    policy = request.app.state.settings.url_policy
+    review = review_judge.start_judge(session, key.project, key.id, review_id, body, policy)
     shown = reviews.public(session, review, key.id)
     return after_reply(
-        session, shown, background, review_judge.run_judge, request.app.state.sessions, review.id, body
+        session,
+        shown,
+        background,
+        review_judge.run_judge,
+        request.app.state.sessions,
+        review.id,
+        body,
+        policy,
     )
 
 

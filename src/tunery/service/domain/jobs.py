@@ -22,7 +22,7 @@ from tunery.config import default_lr  # learning_rate_multiplier scales the meth
 from tunery.config.registry import METHOD_NAMES
 from tunery.jobs.lifecycle import FINISHED, add_event, cancel, model_id, shown_status, transition
 from tunery.models import ModelNotFoundError
-from tunery.service.domain.integrations import tracking_settings
+from tunery.service.domain.integrations import check_tracking_uris, tracking_settings
 from tunery.service.domain.lookups import fetch_page, get_file, get_job
 from tunery.service.errors import ApiError, not_found, refusal
 from tunery.service.schemas.jobs import (
@@ -39,6 +39,7 @@ from tunery.service.schemas.jobs import (
 )
 from tunery.settings import Settings
 from tunery.store.tables import Checkpoint, Event, File, Job, new_id
+from tunery.urlpolicy import UrlPolicy
 
 SET_BY_THE_JOB = ("output_dir", "run_name")
 
@@ -68,7 +69,7 @@ def create_job(
     check_model(request.model, settings)
     config = job_config(
         request, hyper, job_id, settings.artifacts, training.path, validation.path if validation else None,
-        project=project,
+        project=project, url_policy=settings.url_policy,
     )  # fmt: skip
     if config["model"]["trust_remote_code"] and not settings.allow_trust_remote_code:
         raise ApiError(
@@ -197,9 +198,13 @@ def job_config(
     train: str,
     valid: str | None,
     project: str | None = None,
+    url_policy: UrlPolicy | None = None,
 ) -> dict[str, Any]:
-    """The job's training config: the `tunery` extension, OpenAI's hyperparameters on top, the job's own paths."""
+    """The job's training config: the `tunery` extension, OpenAI's hyperparameters on top, the job's own paths.
+    Its tracking URIs go through `url_policy` (none: public hosts only)."""
     from tunery.config import ConfigError, load_config
+
+    check_tracking_uris(request, url_policy or UrlPolicy())
 
     extension = copy.deepcopy(request.tunery or {})
     for key in SET_BY_THE_JOB:

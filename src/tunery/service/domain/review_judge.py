@@ -1,8 +1,8 @@
 """The optional automatic judge of a blind review: any OpenAI-compatible chat endpoint (tunery's own
 `/v1` included) picks the better answer of every item, in both orders, stored apart from human votes.
 
-    start_judge(session, project, key_id, review_id, JudgeCreate(base_url=..., model=...), allowed_hosts)
-    await run_judge(app.state.sessions, review_id, body)     # a background task
+    start_judge(session, project, key_id, review_id, JudgeCreate(base_url=..., model=...), policy)
+    await run_judge(app.state.sessions, review_id, body, policy)     # a background task
 
 Each item is asked twice, once with the first model's answer as A and once as B; the two replies
 give one verdict (`review_results.combined`): the same winner both ways wins, anything else is a
@@ -10,6 +10,11 @@ tie, so a judge that prefers whatever it reads first cancels out, and the share 
 orders agree is reported as its consistency. The prompt is `JUDGE_SYSTEM` and `JUDGE_PROMPT`
 (docs/review.md). The key is used for this run only: it is never stored or logged. httpx2 (the
 HTTP client huggingface_hub installs) speaks to the endpoint; temperature 0, a few tokens.
+
+The endpoint is a URL from a request, so the server's URL policy (tunery/urlpolicy.py) is asked
+when the run starts, again just before it calls, and for the address of every connection; no
+redirect is followed, the only key sent is the request's own `api_key`, and an error answer is
+reported by its status and host only (its body goes to the server's log, not to the caller).
 """
 
 from __future__ import annotations
@@ -18,15 +23,17 @@ import asyncio
 import logging
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from tunery.service.domain.inference import in_thread
 from tunery.service.domain.reviews import CLOSED, OPEN, hide_models, owned_review
-from tunery.service.errors import ApiError
+from tunery.service.errors import ApiError, check_url
 from tunery.service.schemas.reviews import JudgeCreate
 from tunery.store.tables import Review, ReviewAnswer, ReviewItem, ReviewJudgement
+from tunery.urlpolicy import UrlNotAllowed, UrlPolicy, guarded_transport
 
 log = logging.getLogger("tunery.reviews")
 CONCURRENCY = 4
@@ -43,27 +50,12 @@ JUDGE_PROMPT = (
 WORD = re.compile(r"\b(A|B|TIE|Tie|tie)\b")
 
 
-def check_judge_host(base_url: str, allowed_hosts: list[str]) -> None:
-    """Refuse an endpoint whose host the server's `review_judge_hosts` setting does not list."""
-    from urllib.parse import urlsplit
-
-    host = (urlsplit(base_url).hostname or "").lower()
-    if host not in {allowed.lower() for allowed in allowed_hosts}:
-        raise ApiError(
-            400,
-            f"the judge's host {host or '(none)'} is not one this server may call; allowed: "
-            f"{', '.join(allowed_hosts) or 'none'} (the server's TUNERY_REVIEW_JUDGE_HOSTS setting)",
-            code="judge_host_not_allowed",
-            param="base_url",
-        )
-
-
 def start_judge(
-    session: Session, project: str, key_id: str, review_id: str, body: JudgeCreate, allowed_hosts: list[str]
+    session: Session, project: str, key_id: str, review_id: str, body: JudgeCreate, policy: UrlPolicy
 ) -> Review:
     """The owner starts a judge run (replacing the earlier run's verdicts); one run at a time."""
-    check_judge_host(body.base_url, allowed_hosts)
     review = owned_review(session, project, key_id, review_id, "judge")
+    check_url(body.base_url, policy, "base_url")
     if review.status not in (OPEN, CLOSED):
         raise ApiError(
             409, f"the review is {review.status}: the judge needs every answer", code="review_not_open"
@@ -108,35 +100,43 @@ def verdict_of(choice: str | None, first_as_a: bool) -> str:
     return "first" if (choice == "a") == first_as_a else "second"
 
 
-async def run_judge(sessions, review_id: str, body: JudgeCreate, transport: Any = None) -> None:
+async def run_judge(
+    sessions, review_id: str, body: JudgeCreate, policy: UrlPolicy, transport: Any = None
+) -> None:
     """Ask the judge about every item in both orders; its status says how far it got, or why it stopped."""
     import httpx2
 
     review, questions = await in_thread(_questions, sessions, review_id)
     headers = {"Authorization": f"Bearer {body.api_key}"} if body.api_key else {}
     try:
+        await asyncio.to_thread(policy.check, body.base_url, "base_url")  # DNS may have changed since
         async with httpx2.AsyncClient(
-            base_url=body.base_url, headers=headers, timeout=120, transport=transport
-        ) as client:
+            base_url=body.base_url, headers=headers, timeout=120, follow_redirects=False,
+            transport=transport or guarded_transport(policy, "base_url"),
+        ) as client:  # fmt: skip
             for start in range(0, len(questions), CONCURRENCY):
                 chunk = questions[start : start + CONCURRENCY]
                 replies = await asyncio.gather(
                     *(ask(client, body.model, messages) for _, _, messages in chunk)
                 )
                 await in_thread(_store, sessions, review.id, body.model, chunk, replies)
-    except (ApiError, httpx2.HTTPError) as err:
+    except (ApiError, UrlNotAllowed, httpx2.HTTPError) as err:
         message = (
-            err.message
-            if isinstance(err, ApiError)
-            else f"the judge endpoint cannot be reached ({type(err).__name__})"
+            str(err)
+            if isinstance(err, ApiError | UrlNotAllowed)
+            else f"the judge endpoint at {host_of(body.base_url)} cannot be reached ({type(err).__name__})"
         )
         await in_thread(_judge_status, sessions, review.id, "failed", hide_models(message, review.models))
         return
     await in_thread(_judge_status, sessions, review.id, "succeeded", None)
 
 
+def host_of(url: str) -> str:
+    return urlsplit(url).hostname or "(no host)"
+
+
 async def ask(client, model: str, messages: list[dict]) -> str:
-    """The judge's reply text; an error answer stops the run, saying what the endpoint said."""
+    """The judge's reply text; an error answer stops the run, naming its status and host only."""
     answer = await client.post(
         "/chat/completions", json={"model": model, "messages": messages, "temperature": 0, "max_tokens": 16}
     )
@@ -145,10 +145,13 @@ async def ask(client, model: str, messages: list[dict]) -> str:
     except ValueError:
         body = None
     if answer.status_code != 200 or not isinstance(body, dict):
-        said = body.get("error", {}).get("message", "") if isinstance(body, dict) else ""
+        host = answer.request.url.host
+        log.warning(
+            "the judge endpoint at %s answered HTTP %d: %r", host, answer.status_code, answer.text[:500]
+        )
         raise ApiError(
-            400, f"the judge endpoint answered HTTP {answer.status_code}: {str(said)[:REPLY_CHARS]}",
-            code="judge_failed",
+            400, f"the judge endpoint at {host} answered HTTP {answer.status_code} (its answer is in the "
+            "server's log)", code="judge_failed",
         )  # fmt: skip
     try:
         return str(body["choices"][0]["message"]["content"] or "")

@@ -149,7 +149,11 @@ class JudgeCreate(BaseModel):
     only and never stored."""
 
     model_config = ConfigDict(extra="forbid")
-    base_url: str = Field(min_length=8, max_length=500, description="e.g. http://127.0.0.1:8000/v1")
+    base_url: str = Field(
+        min_length=8,
+        max_length=500,
+        description="e.g. https://api.openai.com/v1; a non-public host only if the server allows it (TUNERY_URL_ALLOW_HOSTS)",
+    )
     model: str = Field(min_length=1, max_length=400)
     api_key: str | None = Field(None, max_length=500)
 
@@ -157,7 +161,7 @@ class JudgeCreate(BaseModel):
     @classmethod
     def _http_url(cls, url: str) -> str:
         if not url.startswith(("http://", "https://")) or any(c.isspace() for c in url):
-            raise ValueError("base_url must be an http:// or https:// URL such as http://127.0.0.1:8000/v1")
+            raise ValueError("base_url must be an http:// or https:// URL such as https://api.openai.com/v1")
         return url.rstrip("/")
 
 

@@ -128,9 +128,8 @@ def judge(
     key: CallingKey, settings: SettingsDep,
 ) -> ReviewPublic:  # fmt: skip
     """The owner has an OpenAI-compatible chat endpoint judge every item in both orders."""
-    review = review_judge.start_judge(
-        session, key.project, key.id, review_id, body, settings.review_judge_hosts
-    )
+    policy = settings.url_policy
+    review = review_judge.start_judge(session, key.project, key.id, review_id, body, policy)
     return after_reply(
         session,
         reviews.public(session, review, key.id),
@@ -139,6 +138,7 @@ def judge(
         request.app.state.sessions,
         review.id,
         body,
+        policy,
     )
 
 
