@@ -94,11 +94,10 @@ def _show_evaluation(evaluation, run: str, as_json: bool) -> None:
     if change is not None:
         console.print(f"forgetting check: general-text perplexity {change:+.1f}% after tuning")
     for sample in evaluation.samples[:3]:
-        console.print(f"[dim]prompt[/]    {sample['prompt']}", highlight=False)
-        if sample["base"] is not None:
-            console.print(f"[dim]base[/]      {sample['base']}", highlight=False)
-        console.print(f"[dim]tuned[/]     {sample['tuned']}", highlight=False)
-        console.print(f"[dim]reference[/] {sample['reference']}\n", highlight=False)
+        for label in ("prompt", "base", "tuned", "reference"):
+            if sample[label] is not None:
+                print_answer(f"{label:<10}", sample[label])
+        console.print()
     console.print(f"[dim]per-example results: {Path(run) / 'eval' / evaluation.name}[/]")
 
 
@@ -197,7 +196,7 @@ def chat(
         history.append({"role": "user", "content": question})
         (answer,) = generate(model, tokenizer, [history], max_new_tokens=max_new_tokens)
         history.append({"role": "assistant", "content": answer})
-        console.print(answer, highlight=False, markup=False)
+        print_answer("", answer)
 
 
 def _ask_forever():
@@ -224,3 +223,12 @@ def merge(
 
 
 COMMANDS = (eval, chat, merge)
+
+
+def print_answer(label: str, text: str) -> None:
+    """A model's text as it is: never wrapped at the console's width (JSON stays on one line in a pipe), never
+    read as markup."""
+    from rich.text import Text
+
+    line = Text.assemble((label, "dim"), text) if label else Text(text)
+    console.print(line, soft_wrap=True, highlight=False)
