@@ -95,21 +95,21 @@ def resolve_model(
         model, checkpoint = found
         run_dir = (settings.artifacts / model.path).parent
         return ModelReference(name, str(run_dir), model, checkpoint)
-    if looks_local(name):
+    if looks_local(name, private_roots(settings)):
         return ModelReference(name, str(allowed_local_path(name, settings, param)))
     if HUB_ID.match(name) and ":" not in name:
         return ModelReference(name, name)
     raise missing(name, param)
 
 
-def looks_local(name: str) -> bool:
+def looks_local(name: str, private: list[Path]) -> bool:
     """A path rather than an id: absolute, relative, home-based, a .gguf file, or something the
-    server's working folder holds (a hub-like `jobs/ftjob-1` there is a path too)."""
+    working folder or the service's storage holds (a hub-like `jobs/ftjob-1` is a path there:
+    a worker started in that folder would load it)."""
     if name.startswith((".", "/", "~", "\\")) or "\\" in name or name.count("/") > 1:
         return True
-    path = Path(name)
     try:
-        return path.suffix == ".gguf" or path.exists()
+        return name.endswith(".gguf") or any((folder / name).exists() for folder in [Path(), *private])
     except OSError:  # a name too long for the file system
         return True
 
