@@ -55,14 +55,18 @@ def test_b_cannot_train_on_as_adapter_but_on_its_own(server, train_file, tiny_mo
     def upload(headers):
         with train_file.open("rb") as handle:
             files = {"file": ("orders.jsonl", handle)}
-            return client.post("/v1/files", headers=headers, data={"purpose": "fine-tune"}, files=files).json()
+            return client.post(
+                "/v1/files", headers=headers, data={"purpose": "fine-tune"}, files=files
+            ).json()
 
     a_file, b_file = upload(a)["id"], upload(b)["id"]
     a_job = train(client, a, str(tiny_model_dir), a_file)
     a_dir = home / "service" / "artifacts" / "jobs" / a_job["id"]
     assert (a_dir / "adapter").is_dir()
     for model in [str(a_dir), str(a_dir / "adapter"), a_job["fine_tuned_model"], f"{a_dir}/../{a_dir.name}"]:
-        answer = client.post("/v1/fine_tuning/jobs", headers=b, json={"model": model, "training_file": b_file})
+        answer = client.post(
+            "/v1/fine_tuning/jobs", headers=b, json={"model": model, "training_file": b_file}
+        )
         assert answer.status_code == 404 and answer.json()["error"]["param"] == "model", answer.text
     assert client.get("/v1/fine_tuning/jobs", headers=b).json()["data"] == []
 
