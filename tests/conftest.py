@@ -151,6 +151,16 @@ def tunery_home(tmp_path_factory) -> Path:
     return home
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _model_roots(tmp_path_factory):
+    """The test session's temporary folder is a model root of every service the tests start (the tiny
+    models live there), as an operator's TUNERY_MODEL_ROOTS would be; the service's own storage in it
+    stays refused (service/domain/references.py)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TUNERY_MODEL_ROOTS", json.dumps([str(tmp_path_factory.getbasetemp())]))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tunery_home, monkeypatch):
     monkeypatch.setenv("TUNERY_HOME", str(tunery_home))

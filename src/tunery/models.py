@@ -79,24 +79,6 @@ def refuse_url(name: str) -> None:
         )
 
 
-def check_model_allowed(name: str, roots: list[Path] | None) -> None:
-    """For names that come over the network: no URLs, and local paths only inside `roots` (None: anywhere)."""
-    refuse_url(name)
-    if roots is None or name in BUNDLED:
-        return
-    path = Path(name).expanduser()
-    looks_local = name.startswith((".", "/", "~")) or path.suffix == ".gguf" or path.exists()
-    if not looks_local:
-        return  # a hub id
-    resolved = path.resolve()  # symlinks and '..' followed before the check
-    if not any(resolved.is_relative_to(Path(root).expanduser().resolve()) for root in roots):
-        allowed = ", ".join(str(root) for root in roots) or "none"
-        raise ModelNotFoundError(
-            f"model path {name} is outside the folders this server loads models from ({allowed}); "
-            "copy the model into one of them (TUNERY_MODEL_ROOTS)"
-        )
-
-
 def require_safetensors(folder: Path, what: str) -> None:
     """Refuse a folder whose weights would load by unpickling (a .bin/.pt file and no .safetensors)."""
     pickled = [path.name for pattern in PICKLED_WEIGHTS for path in Path(folder).glob(pattern)]

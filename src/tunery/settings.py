@@ -47,8 +47,9 @@ class Settings(BaseSettings):
     max_upload_rows: int = Field(1_000_000, ge=1, description="Most rows in an uploaded file; more get 413.")
     model_roots: list[Path] | None = Field(
         None,
-        description="Local folders a job's model may come from (JSON list); unset: any path the server can read. "
-        "URLs are always refused.",
+        description="Local folders a request may name a model in (JSON list); unset: no local paths, only "
+        "bundled aliases, hub ids and the project's fine-tuned models. The service's own storage is never "
+        "one; URLs are always refused.",
     )
     allow_trust_remote_code: bool = Field(
         False, description="Let a job set model.trust_remote_code (runs the model repository's Python code)."

@@ -148,9 +148,14 @@ def test_model_paths_outside_the_allowed_roots_are_refused(tmp_path, tiny_model_
             "/etc",
             "~",
         ]:
-            answer = create(outside)
-            assert answer.status_code == 400, outside
-            assert "is outside the folders this server loads models from" in answer.json()["error"]["message"]
+            answer = create(outside)  # answered as a missing model: nothing tells what is there
+            assert answer.status_code == 404, outside
+            assert answer.json()["error"] | {"message": ""} == {
+                "message": "",
+                "type": "not_found_error",
+                "param": "model",
+                "code": "model_not_found",
+            }
         assert create(str(allowed / "real")).status_code == 200
         assert create("smollm2-135m-instruct").status_code == 200  # bundled aliases and hub ids are fine
         assert create("HuggingFaceTB/SmolLM2-135M-Instruct").status_code == 200

@@ -210,14 +210,15 @@ def start_tiny_job(
     service: Service, train_file: Path, model_dir: Path, steps: int, every: int, retries: int = 2
 ) -> tuple[openai.OpenAI, str, dict]:
     """Upload the training file and start a tiny-model job of `steps` steps, a checkpoint every
-    `every`; returns the client, the job id and the job's full tunery config."""
+    `every`; returns the client, the job id and the job's full tunery config (reading `train_file`)."""
     client = openai.OpenAI(api_key=service.key("team-a"), base_url=f"{service.url}/v1", max_retries=retries)
     uploaded = client.files.create(file=train_file.open("rb"), purpose="fine-tune")
     job = client.fine_tuning.jobs.create(
         model=str(model_dir), training_file=uploaded.id, hyperparameters={"batch_size": 4},
         extra_body={"tunery": tiny_job_options(max_steps=steps, save_every=every)},
     )  # fmt: skip
-    return client, job.id, job.tunery  # type: ignore[attr-defined]
+    config = job.tunery  # type: ignore[attr-defined]  # it names the data by file id: the straight run reads our copy
+    return client, job.id, {**config, "data": {**config["data"], "train": str(train_file)}}
 
 
 def straight_run(config: dict, out: Path) -> subprocess.Popen:

@@ -113,7 +113,7 @@ def test_the_token_length_histogram_counts_every_row(signed_in, good_file, tiny_
     counts = [int(n) for n in re.findall(r'<span class="bar"[^>]*></span> (\d+)', answer.text)]
     assert sum(counts) == 12 and "(12 rows;" in answer.text
     missing = signed_in.get("/ui/datasets/orders/versions/1/lengths", params={"model": "/no/such/model"})
-    assert missing.status_code == 400 and "/no/such/model" in missing.json()["error"]["message"]
+    assert missing.status_code == 404 and "/no/such/model" in missing.json()["error"]["message"]
 
 
 def test_histogram_bins_cover_every_value_once():
@@ -171,7 +171,7 @@ def test_the_estimate_counts_trainable_parameters_of_each_method(signed_in, tiny
     full = next(r for r in rows if r["method"] == "full")
     assert 0 < lora["trainable"] < full["trainable"] == full["total"]
     missing = signed_in.get("/ui/estimate", params={"model": "/no/such/model"})
-    assert missing.status_code == 400 and missing.json()["error"]["param"] == "model"
+    assert missing.status_code == 404 and missing.json()["error"]["param"] == "model"
 
 
 def _job_with_events(client, project: str, status: str = "succeeded") -> str:

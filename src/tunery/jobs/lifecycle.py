@@ -84,8 +84,11 @@ def cancel(session: Session, job: Job) -> None:
 
 
 def model_id(job: Job) -> str:
-    """`ft:<base>:<suffix>:<job-id>`; a local model folder is named by its last part."""
+    """`ft:<base>:<suffix>:<job-id>`; a local model folder is named by its last part, a fine-tuned
+    base (`ft:<base>:...`) by its own base."""
     base = Path(job.model.rstrip("/")).name if "/" in job.model else job.model
+    if base.startswith("ft:"):
+        base = base.split(":")[1]
     return f"ft:{base}:{job.suffix or job.project}:{job.id}"
 
 

@@ -14,11 +14,12 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 
-from tunery.jobs.lifecycle import shown_status
+from tunery.jobs.lifecycle import shown_status, without_server_paths
 from tunery.service.api.deps import DispatcherDep, SessionDep, SettingsDep
 from tunery.service.api.streaming import as_response
 from tunery.service.domain import datasets, exports, files, inference, jobs, models
 from tunery.service.domain.lookups import get_job
+from tunery.service.domain.references import base_model
 from tunery.service.errors import ApiError
 from tunery.service.schemas.datasets import DatasetVersionReport
 from tunery.service.schemas.exports import ExportRequest
@@ -124,15 +125,16 @@ async def stream_job(job_id: str, request: Request, project: ActionProject) -> S
 
 
 @router.get("/estimate")
-def estimate(model: str, project: ActionProject) -> list[dict]:
+def estimate(model: str, session: SessionDep, project: ActionProject, settings: SettingsDep) -> list[dict]:
     """Trainable parameters of every method on `model` (shapes only, no weights loaded)."""
     from tunery.models import ModelNotFoundError
 
+    loads = base_model(session, project, settings, model)
     try:
-        return _estimates(model)
+        return _estimates(loads)
     except (ModelNotFoundError, OSError, ValueError) as err:
         message = f"cannot estimate for '{model}': {str(err).splitlines()[0]}"
-        raise ApiError(400, message, code="model_not_found", param="model") from None
+        raise ApiError(400, without_server_paths(message), code="model_not_found", param="model") from None
 
 
 @functools.lru_cache(maxsize=8)

@@ -20,6 +20,7 @@ from tunery.service.domain import datasets, files, jobs, models
 from tunery.service.domain.lookups import get_job
 from tunery.service.domain.runs import read_run
 from tunery.service.errors import ApiError
+from tunery.service.public import public_value
 from tunery.service.schemas.datasets import DatasetPublic, DatasetVersionPublic, DatasetVersionReport
 from tunery.service.schemas.files import FilePublic
 from tunery.service.schemas.jobs import CheckpointPublic, JobPublic
@@ -235,7 +236,7 @@ def job_page(
     checkpoints = [CheckpointPublic.of(c.row, c.model, c.on_disk) for c in saved]
     return render(
         request, "job.html", project=project, job=job, checkpoints=checkpoints, evaluation=Evaluation.of(run),
-        warnings=run.record.get("warnings", []), finished=job.status in FINISHED,
+        warnings=public_value(run.record.get("warnings", [])), finished=job.status in FINISHED,
         auto=run.record.get("auto") or {},  # train.*: auto choices and the lr range test (training/auto.py)
     )  # fmt: skip
 

@@ -20,7 +20,9 @@ from sqlalchemy.orm import Session
 from tunery.data.registry import NAME_PATTERN
 from tunery.data.versions import version_record
 from tunery.errors import TuneryError, error_code
+from tunery.jobs.lifecycle import without_server_paths
 from tunery.service.domain.lookups import get_file
+from tunery.service.domain.references import base_model
 from tunery.service.errors import ApiError, not_found
 from tunery.store.tables import DatasetVersionRow, File
 
@@ -164,17 +166,16 @@ def preview_version(
     for everything the request does not set; errors name `name@version`, never a server path.
     """
     from tunery.data.preview import build_preview, preview_config
-    from tunery.service.domain.jobs import check_model
 
     shown = get_version(session, project, name, version) if version else _latest(session, project, name)
     if shown is None:
         raise not_found("dataset", name)
     path = str(settings.artifacts / file_of_version(session, project, shown).path)
-    check_model(model, settings)
-    tokenizer = chat_tokenizer(model)
+    base = base_model(session, project, settings, model)
+    tokenizer = chat_tokenizer(base)
     overrides = [f"data.max_length={max_length}"] if max_length else []
     try:
-        cfg = preview_config(data=path, model=model, overrides=overrides)
+        cfg = preview_config(data=path, model=base, overrides=overrides)
         return shown.version, build_preview(cfg, rows, tokenizer)
     except TuneryError as err:
         message = str(err).replace(path, f"{name}@{shown.version}")
@@ -187,11 +188,10 @@ def token_lengths(
     """Each row's token count under `model`'s tokenizer and chat template (the dashboard's histogram)."""
     from tunery.data import load_examples
     from tunery.data.tokenize import token_counter
-    from tunery.service.domain.jobs import check_model
 
     stored = file_of_version(session, project, get_version(session, project, name, version))
-    check_model(model, settings)
-    count = token_counter(chat_tokenizer(model), max_length=max_length)
+    base = base_model(session, project, settings, model)
+    count = token_counter(chat_tokenizer(base), max_length=max_length)
     return [count(example).total for example in load_examples(settings.artifacts / stored.path).examples]
 
 
@@ -205,7 +205,7 @@ def chat_tokenizer(model: str):
             return _cached_tokenizer(model)
     except (ModelNotFoundError, OSError, ValueError) as err:
         message = f"cannot load the tokenizer of '{model}': {str(err).splitlines()[0]}"
-        raise ApiError(400, message, code="model_not_found", param="model") from None
+        raise ApiError(400, without_server_paths(message), code="model_not_found", param="model") from None
 
 
 @functools.lru_cache(maxsize=4)

@@ -35,6 +35,7 @@ from typing import Any
 
 import anyio.to_thread
 
+from tunery.service.domain.references import resolve_model, visible_models
 from tunery.service.errors import ApiError
 from tunery.service.schemas.inference import (
     ChatRequest,
@@ -50,7 +51,6 @@ log = logging.getLogger("tunery.inference")
 _engine_lock = threading.Lock()
 Answer = dict | AsyncIterator[str]
 Disconnected = Callable[[], Awaitable[bool]]
-CHECKPOINT = re.compile(r"^(?P<model>.+):ckpt-step-(?P<step>\d{1,9})$")
 _PATH = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][^\s'\"\\/:]+){2,}[\\/]?")
 DISCONNECT_POLL_S = 0.1
 
@@ -252,32 +252,26 @@ def find_target(state: Any, project: str | None, name: str):
 
 
 def registry_target(state: Any, project: str, name: str):
-    """A project's fine-tuned model (its run directory), one of its checkpoints, or the base model
-    of one of them."""
-    from sqlalchemy import select
-
+    """A project's fine-tuned model (its run directory), one of its checkpoints, a local model the
+    server's roots allow, or a base model of one of its models (references.py decides)."""
     from tunery.serve.engine import Target
-    from tunery.store.tables import Checkpoint, Model
+    from tunery.store.tables import Model
 
-    artifacts = state.settings.artifacts
+    settings = state.settings
     with read_sessions(state)() as session:
-        model = session.scalar(select(Model).where(Model.id == name, Model.project == project))
-        if model is not None:
-            return Target.for_run((artifacts / model.path).parent)
-        if (checkpoint := CHECKPOINT.match(name)) is not None:
-            owner = session.scalar(
-                select(Model).where(Model.id == checkpoint["model"], Model.project == project)
-            )
-            saved = owner and session.scalar(
-                select(Checkpoint).where(
-                    Checkpoint.job_id == owner.job_id, Checkpoint.step == int(checkpoint["step"])
-                )
-            )
-            if owner and saved and (artifacts / saved.path).is_dir():
-                return Target.for_checkpoint((artifacts / owner.path).parent, artifacts / saved.path)
-            return None
-        base = session.scalar(select(Model).where(Model.base_model == name, Model.project == project))
-    return Target.for_base(name) if base is not None else None
+        try:
+            ref = resolve_model(session, project, settings, name)
+        except ApiError as err:
+            if err.status == 404:
+                return None
+            raise
+        if ref.model is not None and ref.checkpoint is not None:
+            folder = settings.artifacts / ref.checkpoint.path
+            return Target.for_checkpoint(ref.load, folder) if folder.is_dir() else None
+        if ref.model is not None:
+            return Target.for_run(ref.load)
+        base = session.scalar(visible_models(project).where(Model.base_model == name).limit(1))
+    return Target.for_base(ref.load) if base is not None else None
 
 
 def read_sessions(state: Any):

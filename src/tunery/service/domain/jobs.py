@@ -21,9 +21,9 @@ from sqlalchemy.orm import Session
 from tunery.config import default_lr  # learning_rate_multiplier scales the method family's default
 from tunery.config.registry import METHOD_NAMES
 from tunery.jobs.lifecycle import FINISHED, add_event, cancel, model_id, shown_status, transition
-from tunery.models import ModelNotFoundError
 from tunery.service.domain.integrations import check_tracking_uris, tracking_settings
 from tunery.service.domain.lookups import fetch_page, get_file, get_job
+from tunery.service.domain.references import ModelReference, resolve_model, resolve_run, trainable
 from tunery.service.errors import ApiError, not_found, refusal
 from tunery.service.schemas.jobs import (
     MAX_BATCH_SIZE,
@@ -52,12 +52,6 @@ class Dispatcher(Protocol):
     def stop(self) -> None: ...
 
 
-class ModelNotAllowedError(ModelNotFoundError):
-    """A job's model is a URL, or a local path outside the server's model roots (TUNERY_MODEL_ROOTS)."""
-
-    code = "model_not_allowed"
-
-
 def create_job(
     session: Session, project: str, request: JobCreate, settings: Settings, dispatcher: Dispatcher
 ) -> Job:
@@ -66,10 +60,11 @@ def create_job(
     validation = get_file(session, project, request.validation_file) if request.validation_file else None
     hyper = requested_hyperparameters(request)
     job_id = new_id("ftjob")
-    check_model(request.model, settings)
+    model = trainable(resolve_model(session, project, settings, request.model), "model")
+    start = start_run(session, project, settings, request.tunery)
     config = job_config(
         request, hyper, job_id, settings.artifacts, training.path, validation.path if validation else None,
-        project=project, url_policy=settings.url_policy,
+        project=project, url_policy=settings.url_policy, model=model, start=start,
     )  # fmt: skip
     if config["model"]["trust_remote_code"] and not settings.allow_trust_remote_code:
         raise ApiError(
@@ -164,14 +159,18 @@ def check_file_task(task: str, file: File, param: str) -> None:
                        code="invalid_training_file", param=param)  # fmt: skip
 
 
-def check_model(name: str, settings: Settings) -> None:
-    """A job's model may not be a URL, nor a local path outside the server's model roots."""
-    from tunery.models import check_model_allowed
-
-    try:
-        check_model_allowed(name, settings.model_roots)
-    except ModelNotFoundError as err:
-        raise refusal(ModelNotAllowedError(str(err)), param="model") from None
+def start_run(
+    session: Session, project: str, settings: Settings, extension: dict[str, Any] | None
+) -> ModelReference | None:
+    """`tunery.preference.init_from`: one of the project's fine-tuned models, by its id."""
+    preference = (extension or {}).get("preference")
+    named = preference.get("init_from") if isinstance(preference, dict) else None
+    if named is None:
+        return None
+    if not isinstance(named, str):
+        raise ApiError(400, "tunery.preference.init_from is a fine-tuned model id",
+                       param="tunery.preference.init_from")  # fmt: skip
+    return resolve_run(session, project, settings, named, "tunery.preference.init_from")
 
 
 def _train_section(extension: dict, hyper: Hyperparameters, seed: int | None) -> dict:
@@ -199,8 +198,11 @@ def job_config(
     valid: str | None,
     project: str | None = None,
     url_policy: UrlPolicy | None = None,
+    model: ModelReference | None = None,
+    start: ModelReference | None = None,
 ) -> dict[str, Any]:
-    """The job's training config: the `tunery` extension, OpenAI's hyperparameters on top, the job's own paths.
+    """The job's training config: the `tunery` extension, OpenAI's hyperparameters on top, the job's own
+    paths; `model` and `start` are the job's model and `preference.init_from` as resolved for its project.
     Its tracking URIs go through `url_policy` (none: public hosts only)."""
     from tunery.config import ConfigError, load_config
 
@@ -210,16 +212,18 @@ def job_config(
     for key in SET_BY_THE_JOB:
         if key in extension:
             raise ApiError(400, f"tunery.{key} is set by the job; leave it out", param=f"tunery.{key}")
-    model = extension.pop("model", None) or {}
-    if not isinstance(model, dict) or "name" in model:
+    model_options = extension.pop("model", None) or {}
+    if not isinstance(model_options, dict) or "name" in model_options:
         raise ApiError(
             400,
             "the model is the job's `model`; tunery.model takes only its other keys",
             param="tunery.model",
         )
     data = extension.pop("data", {}) or {}
-    if "train" in data or "validation" in data:
+    if not isinstance(data, dict) or "train" in data or "validation" in data:
         raise ApiError(400, "the data files are training_file and validation_file", param="tunery.data")
+    if start is not None:
+        extension["preference"] = {**extension["preference"], "init_from": start.load}
     train_section = _train_section(extension, hyper, request.seed)
     if request.method and request.method.type == "dpo":
         preference_extension(extension, hyper)
@@ -229,7 +233,8 @@ def job_config(
     data["train"] = str(root / train)
     if valid:
         data["validation"] = str(root / valid)
-    raw = {**extension, "model": {**model, "name": request.model}, "data": data, "train": train_section}
+    name = model.load if model is not None else request.model
+    raw = {**extension, "model": {**model_options, "name": name}, "data": data, "train": train_section}
     raw |= {"output_dir": str(root / "jobs"), "run_name": job_id}
     try:
         return load_config(raw).model_dump()

@@ -38,7 +38,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tunery.service.domain import datasets, models
-from tunery.service.domain.inference import CHECKPOINT, in_thread, scrub
+from tunery.service.domain.inference import in_thread, scrub
+from tunery.service.domain.references import CHECKPOINT
 from tunery.service.errors import ApiError, not_found
 from tunery.service.schemas.reviews import (
     DatasetPrompts,

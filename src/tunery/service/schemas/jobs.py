@@ -10,6 +10,7 @@ from pydantic_core import PydanticCustomError
 from tunery.config import DEFAULT_LR, LR_FAMILIES
 from tunery.jobs.lifecycle import shown_status, without_server_paths
 from tunery.jobs.resources import JobResources
+from tunery.service.public import public_config, public_value
 from tunery.store.tables import Checkpoint, Event, Job
 
 Status = Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
@@ -226,7 +227,8 @@ class JobPublic(BaseModel):
             finished_at=job.finished_at, hyperparameters=job.hyperparameters, method=job.method, model=job.model,
             organization_id=job.project, seed=job.seed, status=shown_status(job), trained_tokens=job.trained_tokens,
             training_file=job.training_file, validation_file=job.validation_file, metadata=job.metadata_,
-            tunery=job.config, resources=job.resources or {}, worker=job.worker,
+            tunery=public_config(job.config, job.model, job.training_file, job.validation_file),
+            resources=job.resources or {}, worker=job.worker,
         )  # fmt: skip
 
 
@@ -242,8 +244,8 @@ class EventPublic(BaseModel):
     @classmethod
     def of(cls, event: Event) -> EventPublic:
         return cls(
-            id=event.id, created_at=event.created_at, level=event.level, message=event.message, type=event.type,
-            data=event.data,
+            id=event.id, created_at=event.created_at, level=event.level, message=without_server_paths(event.message),
+            type=event.type, data=public_value(event.data),
         )  # fmt: skip
 
 

@@ -4,6 +4,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from tunery.service.public import public_config, public_value
+
 if TYPE_CHECKING:
     from tunery.service.domain.runs import RunFiles
 
@@ -22,9 +24,20 @@ class RunPublic(BaseModel):
     @classmethod
     def of(cls, run: RunFiles) -> RunPublic:
         return cls(
-            job_id=run.job.id, status=run.job.status, artifact=run.job.run_dir, record=run.record,
+            job_id=run.job.id, status=run.job.status, artifact=run.job.run_dir, record=public_record(run),
             series=run.series(), attempts=run.job.attempts, pid=run.job.pid,
         )  # fmt: skip
+
+
+def public_record(run: RunFiles) -> dict[str, Any]:
+    """run.json without server paths: its config as the job's, the rest shortened (service/public.py)."""
+    job = run.job
+    shown = public_value(run.record, keep={job.model})
+    if isinstance(run.record.get("config"), dict):
+        shown["config"] = public_config(
+            run.record["config"], job.model, job.training_file, job.validation_file
+        )
+    return shown
 
 
 class Evaluation(BaseModel):
@@ -36,7 +49,8 @@ class Evaluation(BaseModel):
 
     @classmethod
     def of(cls, run: RunFiles) -> Evaluation:
-        return cls(job_id=run.job.id, validation=run.validation(), metrics=run.record.get("metrics", {}))
+        metrics = public_value(run.record.get("metrics", {}))
+        return cls(job_id=run.job.id, validation=run.validation(), metrics=metrics)
 
 
 class MethodPublic(BaseModel):
