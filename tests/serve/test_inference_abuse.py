@@ -176,6 +176,80 @@ def test_a_key_at_its_limit_is_refused_before_its_key_is_looked_up(service, monk
     assert refused.json()["error"]["code"] == "rate_limit_exceeded"
 
 
+def test_a_key_at_its_limit_is_refused_before_its_body_is_parsed(service, monkeypatch):
+    """The 429 comes as soon as the headers are in: the body is never read nor parsed, and the
+    connection serves the next request."""
+    from starlette.requests import Request
+
+    from tunery.service.domain.inference import admission_of
+    from tunery.service.keys import hash_key
+
+    app, url, base = service
+    secret = make_key(app, "hasty")
+    client = httpx2.Client(headers={"Authorization": f"Bearer {secret}"}, timeout=60)
+    ask = {"model": base, "prompt": "a", "max_tokens": 1}
+    assert client.post(f"{url}/v1/completions", json=ask).status_code == 200
+    admission = admission_of(app.state)
+    monkeypatch.setitem(admission.keys, admission.digests[hash_key(secret)], admission.per_key)
+
+
+    async def unread(request):
+        raise AssertionError("the body was read")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Request, "body", unread)
+        for path in ("/v1/completions", "/v1/chat/completions"):
+            refused = client.post(f"{url}{path}", json=ask)
+            assert refused.status_code == 429 and refused.headers["retry-after"] == "1", refused.text
+            assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    monkeypatch.setitem(admission.keys, admission.digests[hash_key(secret)], 0)
+    assert client.post(f"{url}/v1/completions", json=ask).status_code == 200  # the same connection
+
+
+def test_one_keys_requests_hold_two_threads_so_another_keys_never_queues_behind_them(service, monkeypatch):
+    """45 requests of one key whose look-ups hang (a slow database) hold 2 threads, not the pool's
+    40: another key's request is answered meanwhile."""
+    from tunery.service.api.routes import inference as routes
+
+    app, url, base = service
+    holder, passer = make_key(app, "holder"), make_key(app, "passer")
+    released, lock, holding = threading.Event(), threading.Lock(), [0, 0]  # now, at most
+    real = routes.look_up
+
+    def hanging(state, secret):
+        if secret == holder:
+            with lock:
+                holding[0] += 1
+                holding[1] = max(holding)
+            released.wait(60)
+            with lock:
+                holding[0] -= 1
+        return real(state, secret)
+
+    monkeypatch.setattr(routes, "look_up", hanging)
+    ask = {"model": base, "prompt": "a", "max_tokens": 1}
+
+    def send(secret: str, timeout: float = 60) -> httpx2.Response:
+        headers = {"Authorization": f"Bearer {secret}"}
+        return httpx2.post(f"{url}/v1/completions", headers=headers, json=ask, timeout=timeout)
+
+    flood = [threading.Thread(target=send, args=(holder,)) for _ in range(45)]
+    try:
+        for thread in flood:
+            thread.start()
+        deadline = time.time() + 30
+        while holding[0] < 2:
+            assert time.time() < deadline, "the look-ups never started"
+            time.sleep(0.05)
+        time.sleep(0.5)  # the other 43 have arrived by now
+        assert send(passer, timeout=20).status_code == 200
+        assert holding[1] == 2, f"one key's look-ups held {holding[1]} threads"
+    finally:
+        released.set()
+        for thread in flood:
+            thread.join(60)
+
+
 SECRET_PATH = "/srv/tunery/artifacts/runs/team-x/adapter/adapter_model.safetensors"
 
 

@@ -82,7 +82,11 @@ class InferenceGate:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].rstrip("/") in INFERENCE_PATHS:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"].rstrip("/") in INFERENCE_PATHS
+        ):
             secret = bearer(scope)
             state = scope["app"].state
             if secret and getattr(state, "sessions", None) is not None:

@@ -223,7 +223,9 @@ async def prepared(caller: Caller, body: SamplingFields, encoder: Callable[[Any,
         try:
             prompts = encoder(engine, target)
         except (ValueError, TypeError) as err:  # a chat template that rejects the conversation, ...
-            raise ApiError(400, f"cannot encode the prompt: {scrub(str(err))}", code="invalid_prompt") from None
+            raise ApiError(
+                400, f"cannot encode the prompt: {scrub(str(err))}", code="invalid_prompt"
+            ) from None
         vocab = engine.vocab_size(target) if body.logit_bias else None
         return Prepared(engine, target, prompts, engine.context_length(target), vocab)
 
