@@ -192,7 +192,6 @@ def test_a_key_at_its_limit_is_refused_before_its_body_is_parsed(service, monkey
     admission = admission_of(app.state)
     monkeypatch.setitem(admission.keys, admission.digests[hash_key(secret)], admission.per_key)
 
-
     async def unread(request):
         raise AssertionError("the body was read")
 
