@@ -7,8 +7,10 @@ The service runs in this process (uvicorn in a thread) so the test can watch the
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -38,23 +40,49 @@ for _ in range(50):  # 50 x 20 = 1,000 rows asked for at once
     threading.Thread(target=flood, daemon=True).start()
 threading.Event().wait()
 """
+REQUEST_FLOOD = """
+import sys, threading, time, httpx2
+url, key, model, clients = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+def flood(i):  # one request in flight per client, retried after the advised Retry-After
+    client = httpx2.Client(headers={"Authorization": "Bearer " + key}, timeout=120)
+    asked = 0
+    while True:
+        asked += 1
+        chat = {"model": model, "messages": [{"role": "user", "content": f"flood {i} {asked}"}], "max_tokens": 32}
+        try:
+            answer = client.post(url + "/v1/chat/completions", json=chat)
+            if answer.status_code == 429:
+                time.sleep(float(answer.headers.get("retry-after", "1")))
+        except Exception:
+            time.sleep(0.1)
+for i in range(clients):
+    threading.Thread(target=flood, args=(i,), daemon=True).start()
+threading.Event().wait()
+"""
 ATTEMPTS = 3  # measurements of the victim's p95 under the flood; the best one counts
 CHATS = 40  # per measurement: a p95 of 20 is the slowest one or two, one hiccup of the machine
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, tiny_model_dir):
+    limits = {"max_inference_rows_per_key": 40, "max_inference_rows_per_project": 60,
+              "max_inference_rows_per_request": 32}  # fmt: skip
+    yield from serving(tmp_path_factory.mktemp("abuse"), tiny_model_dir, limits)
+
+
+@pytest.fixture(scope="module")
+def default_service(tmp_path_factory, tiny_model_dir):
+    """The service with its default limits, as `tunery serve` starts it."""
+    yield from serving(tmp_path_factory.mktemp("defaults"), tiny_model_dir, {})
+
+
+def serving(home, tiny_model_dir, limits: dict):
     import uvicorn
 
     from tunery.app import create_app
     from tunery.settings import Settings
 
-    home = tmp_path_factory.mktemp("abuse")
-    settings = Settings(
-        data_dir=home, inference_base_models=[str(tiny_model_dir)], max_inference_rows_per_key=40,
-        max_inference_rows_per_project=60, max_inference_rows_per_request=32,
-    )  # fmt: skip
-    app = create_app(settings)
+    app = create_app(Settings(data_dir=home, inference_base_models=[str(tiny_model_dir)], **limits))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -146,6 +174,79 @@ def test_a_key_at_its_limit_is_refused_before_its_key_is_looked_up(service, monk
     refused = httpx2.post(f"{url}/v1/completions", headers=headers, json=ask, timeout=60)
     assert refused.status_code == 429 and refused.headers["retry-after"] == "1", refused.text
     assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+
+
+def test_a_key_at_its_limit_is_refused_before_its_body_is_parsed(service, monkeypatch):
+    """The 429 comes as soon as the headers are in: the body is never read nor parsed, and the
+    connection serves the next request."""
+    from starlette.requests import Request
+
+    from tunery.service.domain.inference import admission_of
+    from tunery.service.keys import hash_key
+
+    app, url, base = service
+    secret = make_key(app, "hasty")
+    client = httpx2.Client(headers={"Authorization": f"Bearer {secret}"}, timeout=60)
+    ask = {"model": base, "prompt": "a", "max_tokens": 1}
+    assert client.post(f"{url}/v1/completions", json=ask).status_code == 200
+    admission = admission_of(app.state)
+    monkeypatch.setitem(admission.keys, admission.digests[hash_key(secret)], admission.per_key)
+
+    async def unread(request):
+        raise AssertionError("the body was read")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Request, "body", unread)
+        for path in ("/v1/completions", "/v1/chat/completions"):
+            refused = client.post(f"{url}{path}", json=ask)
+            assert refused.status_code == 429 and refused.headers["retry-after"] == "1", refused.text
+            assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    monkeypatch.setitem(admission.keys, admission.digests[hash_key(secret)], 0)
+    assert client.post(f"{url}/v1/completions", json=ask).status_code == 200  # the same connection
+
+
+def test_one_keys_requests_hold_two_threads_so_another_keys_never_queues_behind_them(service, monkeypatch):
+    """45 requests of one key whose look-ups hang (a slow database) hold 2 threads, not the pool's
+    40: another key's request is answered meanwhile."""
+    from tunery.service.api.routes import inference as routes
+
+    app, url, base = service
+    holder, passer = make_key(app, "holder"), make_key(app, "passer")
+    released, lock, holding = threading.Event(), threading.Lock(), [0, 0]  # now, at most
+    real = routes.look_up
+
+    def hanging(state, secret):
+        if secret == holder:
+            with lock:
+                holding[0] += 1
+                holding[1] = max(holding)
+            released.wait(60)
+            with lock:
+                holding[0] -= 1
+        return real(state, secret)
+
+    monkeypatch.setattr(routes, "look_up", hanging)
+    ask = {"model": base, "prompt": "a", "max_tokens": 1}
+
+    def send(secret: str, timeout: float = 60) -> httpx2.Response:
+        headers = {"Authorization": f"Bearer {secret}"}
+        return httpx2.post(f"{url}/v1/completions", headers=headers, json=ask, timeout=timeout)
+
+    flood = [threading.Thread(target=send, args=(holder,)) for _ in range(45)]
+    try:
+        for thread in flood:
+            thread.start()
+        deadline = time.time() + 30
+        while holding[0] < 2:
+            assert time.time() < deadline, "the look-ups never started"
+            time.sleep(0.05)
+        time.sleep(0.5)  # the other 43 have arrived by now
+        assert send(passer, timeout=20).status_code == 200
+        assert holding[1] == 2, f"one key's look-ups held {holding[1]} threads"
+    finally:
+        released.set()
+        for thread in flood:
+            thread.join(60)
 
 
 SECRET_PATH = "/srv/tunery/artifacts/runs/team-x/adapter/adapter_model.safetensors"
@@ -240,3 +341,75 @@ def test_a_flood_from_one_key_neither_slows_another_nor_outlives_its_client(serv
     )
     assert beside >= 20, "the chats should have run beside the flood's rows, in the same batch"
     assert loaded <= 2 * quiet, f"victim p95 {loaded:.3f} s under the flood vs {quiet:.3f} s quiet"
+
+
+REQUEST_FLOOD_CLIENTS = 200  # requests the flooding key keeps in flight, one per client
+VICTIM_CHATS = 10
+
+
+@pytest.mark.slow
+def test_a_flood_of_small_requests_from_one_key_does_not_slow_another(default_service):
+    """Finding 6 of "Safe to share": one key keeps 200 small chats in flight (max_tokens 32, each
+    429 retried after its Retry-After) against the default limits; another key's 10 small chats keep
+    a p95 at most twice their quiet p95. Quiet and flooded p95 are measured in turns (the flood's
+    client is paused between), so a machine busy with other work weighs on both alike; the best of
+    ATTEMPTS turns counts (one hiccup of a 2-core machine lifts one p95, starvation lifts each)."""
+    app, url, base = default_service
+    victim = openai.OpenAI(base_url=f"{url}/v1", api_key=make_key(app, "quiet-one"), max_retries=0)
+    flooder = make_key(app, "small-flood")
+
+    def p95() -> float:
+        took = []
+        for i in range(VICTIM_CHATS):
+            started = time.perf_counter()
+            victim.chat.completions.create(
+                model=base, messages=[{"role": "user", "content": f"hello {i}"}], max_tokens=8, temperature=0
+            )
+            took.append(time.perf_counter() - started)
+        return statistics.quantiles(took, n=20)[-1]
+
+    def drained() -> None:
+        deadline = time.time() + 30
+        while running_rows(app, "small-flood") > 0:
+            assert time.time() < deadline, "the paused flood's rows never finished"
+            time.sleep(0.05)
+
+    for _ in range(2):
+        p95()  # warm: the model loads, the first requests take their slow paths
+    flood = subprocess.Popen(
+        [sys.executable, "-c", REQUEST_FLOOD, url, flooder, base, str(REQUEST_FLOOD_CLIENTS)]
+    )
+    turns = []
+    try:
+        deadline = time.time() + 60
+        while running_rows(app, "small-flood") < 20:
+            assert time.time() < deadline, "the flood never got going"
+            time.sleep(0.1)
+        for _ in range(ATTEMPTS):
+            os.kill(flood.pid, signal.SIGSTOP)
+            drained()
+            quiet = p95()
+            os.kill(flood.pid, signal.SIGCONT)
+            time.sleep(1.5)  # past the burst of the clients that were paused
+            refused = admission_of_key(app, flooder)
+            loaded = p95()
+            assert running_rows(app, "small-flood") > 0, "the flood ended before the chats did"
+            turns.append((quiet, loaded, refused))
+            print(f"victim p95: quiet {quiet * 1000:.0f} ms, flooded {loaded * 1000:.0f} ms "
+                  f"({loaded / quiet:.2f}x); the flooding key had {refused} answers in flight")  # fmt: skip
+            if loaded <= 2 * quiet:
+                break
+    finally:
+        os.kill(flood.pid, signal.SIGCONT)
+        flood.kill()
+        flood.wait(10)
+    quiet, loaded, _ = min(turns, key=lambda turn: turn[1] / turn[0])
+    assert loaded <= 2 * quiet, f"victim p95 {loaded:.3f} s under the flood vs {quiet:.3f} s quiet"
+
+
+def admission_of_key(app, secret: str) -> int:
+    from tunery.service.domain.inference import admission_of
+    from tunery.service.keys import hash_key
+
+    admission = admission_of(app.state)
+    return admission.keys[admission.digests[hash_key(secret)]]

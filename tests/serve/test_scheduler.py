@@ -1,27 +1,49 @@
 """The running batch's helpers: prefill groups by prompt length, batched sampling that draws the
-same tokens as each row alone, an answer's text grown piece by piece, owners taking turns."""
+same tokens as each row alone, an answer's text grown piece by piece, owners taking turns and
+sharing the batch."""
 
 from __future__ import annotations
 
 import random
+import time
 from types import SimpleNamespace
 
 import pytest
 import torch
 
 from tunery.serve.detokenize import AnswerText
-from tunery.serve.engine import take_turns
-from tunery.serve.scheduler import sample_rows, similar_lengths
+from tunery.serve.engine import Engine, take_turns
+from tunery.serve.scheduler import by_owner, sample_rows, similar_lengths
 
 
-def fake_row(length: int):
-    return SimpleNamespace(request=SimpleNamespace(prompt=[0] * length))
+def fake_row(length: int, owner: str = ""):
+    return SimpleNamespace(request=SimpleNamespace(prompt=[0] * length, owner=owner))
 
 
 def test_prompts_of_similar_length_prefill_together_and_long_ones_apart():
     rows = [fake_row(n) for n in (35, 100, 33, 40, 95, 12)]
     groups = [[len(r.request.prompt) for r in group] for group in similar_lengths(rows)]
     assert groups == [[12], [33, 35, 40], [95, 100]]
+
+
+def test_one_owners_prompts_never_join_the_prefill_another_owners_first_token_waits_for():
+    rows = [fake_row(n, owner) for n, owner in ((33, "victim"), (34, "flood"), (35, "flood"), (40, "victim"))]
+    owned = [[(r.request.owner, len(r.request.prompt)) for r in rows] for rows in by_owner(rows)]
+    assert owned == [[("victim", 33), ("victim", 40)], [("flood", 34), ("flood", 35)]]
+
+
+def test_an_owners_share_of_the_batch_shrinks_to_an_equal_split_while_others_are_there():
+    engine = Engine(max_batch=32)
+    assert engine.share(1) == engine.max_share == 28  # alone: all but a few rows kept for newcomers
+    assert [engine.share(n) for n in (2, 4, 40)] == [16, 8, 1]
+
+
+def test_an_owner_counts_as_present_between_its_requests_for_a_moment():
+    engine = Engine(share_memory_s=0.2)
+    assert engine._active_owners({"flood", "victim"}) == 2
+    assert engine._active_owners({"flood"}) == 2  # the victim's next chat is on its way
+    time.sleep(0.25)
+    assert engine._active_owners({"flood"}) == 1
 
 
 def sampling_row(seed: int, temperature: float, top_p: float):

@@ -186,6 +186,7 @@ class Engine:
         device: str = "auto",
         prefix_tokens: int = 1024,
         threads: int | None = None,
+        share_memory_s: float = 1.0,
     ):
         self.max_adapters, self.max_batch, self.window_s, self.device = (
             max_adapters,
@@ -195,6 +196,8 @@ class Engine:
         )
         self.prefix_tokens = prefix_tokens  # prompt tokens whose keys/values are kept per model (0: none)
         self.threads = threads  # torch's intra-op threads on a CPU; None: every core but one
+        self.share_memory_s = share_memory_s  # how long an owner counts as present after its last row
+        self._seen: dict[str, float] = {}  # owner -> when it last had rows running or waiting
         self.slots: dict[str, Slot] = {}
         self._load_lock = threading.Lock()
         self._pending: list[Request] = []
@@ -295,9 +298,10 @@ class Engine:
         starting: dict[str, list[Row]] = {}
         owners: dict[str, Counter[str]] = {}  # per model, each owner's rows running or starting
         waiting = []
-        for request in take_turns(arrivals, self._running_owners()):
-            if request.stream.cancelled:
-                continue
+        arrivals = [request for request in arrivals if not request.stream.cancelled]
+        running = self._running_owners()
+        share = self.share(self._active_owners(set(running) | {request.owner for request in arrivals}))
+        for request in take_turns(arrivals, running):
             try:
                 slot = self.slot(request.target)
                 if slot.prompt_learning:
@@ -306,7 +310,7 @@ class Engine:
                 key = request.target.slot
                 rows = starting.setdefault(key, [])
                 counts = owners.setdefault(key, Counter(row.request.owner for row in slot.batch.rows))
-                if not self._fits(slot, rows, counts, request):
+                if not self._fits(slot, rows, counts, request, share):
                     waiting.append(request)
                     continue
                 rows.append(slot.row(request))
@@ -320,15 +324,23 @@ class Engine:
                 slot = self.slots[key]
                 self._guarded(slot, lambda slot=slot, rows=rows: slot.batch.admit(rows), rows)
 
+    def _active_owners(self, present: set[str]) -> int:
+        """Owners with rows running or waiting now, or within the last `share_memory_s`: a client
+        that sends its next request as soon as one is answered counts between them too."""
+        now = time.monotonic()
+        self._seen.update(dict.fromkeys(present, now))
+        self._seen = {owner: at for owner, at in self._seen.items() if now - at <= self.share_memory_s}
+        return len(self._seen)
+
     def _running_owners(self) -> Counter[str]:
         return Counter(row.request.owner for slot in self.slots.values() for row in slot.batch.rows)
 
-    def _fits(self, slot: Slot, rows: list[Row], owners: Counter[str], request: Request) -> bool:
-        """Room in the batch, within the owner's share (a few rows stay free for other owners, so a
+    def _fits(self, slot: Slot, rows: list[Row], owners: Counter[str], request: Request, share: int) -> bool:
+        """Room in the batch, within the owner's `share` (a few rows stay free for other owners, so a
         flood from one never makes another wait for its rows to finish), and an adapter slot."""
         if len(slot.batch.rows) + len(rows) >= self.max_batch:
             return False
-        if owners[request.owner] >= self.max_share:
+        if owners[request.owner] >= share:
             return False
         target = request.target
         return slot.make_room(target.adapter, target.adapter_folder if target.run_dir else None, rows)
@@ -337,6 +349,13 @@ class Engine:
     def max_share(self) -> int:
         """The most rows of one model's batch that one owner takes."""
         return max(1, self.max_batch - max(1, self.max_batch // 8))
+
+    def share(self, owners: int) -> int:
+        """The rows one owner may start beside `owners - 1` others with rows running or waiting: an
+        equal split while others are there (a flood's rows make every step of theirs slower, and each
+        of its answers that ends brings its client's next request to the HTTP side), `max_share` alone.
+        Rows above it are not stopped; the owner starts no more until it is back within it."""
+        return self.max_share if owners <= 1 else max(1, min(self.max_share, self.max_batch // owners))
 
     @staticmethod
     def _guarded(slot: Slot, work, rows: list[Row]) -> None:

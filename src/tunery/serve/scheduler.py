@@ -225,8 +225,8 @@ class RunningBatch:
 
     @torch.inference_mode()
     def admit(self, rows: list[Row]) -> None:
-        """Prefill the new rows (those of similar length together, groups in the order of `rows`:
-        the engine puts the lightest owner's first), choose their first tokens and join them to
+        """Prefill the new rows (an owner's of similar length together, groups in the order of
+        `rows`: the engine puts the lightest owner's first), choose their first tokens and join them to
         the batch."""
         fresh = []
         for row in rows:
@@ -238,7 +238,8 @@ class RunningBatch:
             else:
                 self._first_tokens([row], self._prefill_rest(row, shared, layers))
         place = {id(row): i for i, row in enumerate(rows)}
-        for group in sorted(similar_lengths(fresh), key=lambda group: min(place[id(r)] for r in group)):
+        groups = [group for owned in by_owner(fresh) for group in similar_lengths(owned)]
+        for group in sorted(groups, key=lambda group: min(place[id(r)] for r in group)):
             self._first_tokens(group, self._prefill(group))
         self.sizes.append(len(self.rows))
         self._retire_finished()
@@ -376,6 +377,15 @@ class RunningBatch:
             layer.replace(layer.keys[index, :, unused:], layer.values[index, :, unused:])
         self.mask = mask[index, unused:]
         self.positions, self.next_ids = positions[index], next_ids[index]
+
+
+def by_owner(rows: list[Row]) -> list[list[Row]]:
+    """Rows per owner, owners in the order of their first row: one owner's prompts never pad or
+    lengthen the prefill that another's first token waits for."""
+    owned: dict[str, list[Row]] = {}
+    for row in rows:
+        owned.setdefault(row.request.owner, []).append(row)
+    return list(owned.values())
 
 
 def similar_lengths(rows: list[Row]) -> list[list[Row]]:

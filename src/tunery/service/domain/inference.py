@@ -27,12 +27,14 @@ import logging
 import re
 import threading
 import uuid
+import weakref
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import anyio
 import anyio.to_thread
 
 from tunery.service.domain.references import resolve_model, visible_models
@@ -65,14 +67,30 @@ class Busy(ApiError):
 
 
 class Admission:
-    """Rows (answers) in flight per key and per project; thread-safe, released row by row."""
+    """Rows (answers) in flight per key and per project; thread-safe, released row by row.
+
+    Before its rows are admitted, a request's blocking work (its key's look-up; the model's
+    look-up and its prompts' encoding) runs in a thread behind its key's `gate`: at most
+    `preparing` such threads per key, so a key with hundreds of requests in flight holds a couple of
+    the thread pool's threads, and another key's request never queues behind all of them."""
+
+    preparing = 2
 
     def __init__(self, per_key: int, per_project: int):
         self.per_key, self.per_project = per_key, per_project
         self.keys: Counter[str] = Counter()
         self.projects: Counter[str] = Counter()
         self.digests: dict[str, str] = {}  # a Bearer secret's digest -> its key id, once looked up
+        self._gates: weakref.WeakValueDictionary[str, anyio.CapacityLimiter] = weakref.WeakValueDictionary()
         self._lock = threading.Lock()
+
+    def gate(self, caller: str) -> anyio.CapacityLimiter:
+        """The threads one caller's requests (a key, or a secret's digest before its look-up) may
+        hold at once; on the event loop only. Kept while some request holds it."""
+        found = self._gates.get(caller)
+        if found is None:
+            found = self._gates[caller] = anyio.CapacityLimiter(self.preparing)
+        return found
 
     def reserve(self, key: str | None, project: str | None, rows: int) -> Callable[[], None]:
         """Count `rows` rows in, or raise Busy; the returned function releases one of them."""
@@ -147,9 +165,10 @@ def admission_of(state: Any) -> Admission:
         return state.admission
 
 
-async def in_thread(function: Callable, *args: Any) -> Any:
-    """Run blocking work (loading a model, the database) off the event loop."""
-    return await anyio.to_thread.run_sync(partial(function, *args))
+async def in_thread(function: Callable, *args: Any, gate: anyio.CapacityLimiter | None = None) -> Any:
+    """Run blocking work (loading a model, the database) off the event loop; within `gate`'s
+    threads when given (see `Admission`), else the shared pool's."""
+    return await anyio.to_thread.run_sync(partial(function, *args), limiter=gate)
 
 
 async def chat(
@@ -162,10 +181,10 @@ async def chat(
     """`/v1/chat/completions`: the conversation through the model's chat template."""
     rows_allowed(state, body.n, "n")
     admission_of(state).check(key, project, body.n)  # before encoding: a client retrying in a loop
-    target = await in_thread(resolve_target, state, project, body.model)
-    engine = await in_thread(engine_of, state)
-    prompt = await encode(engine.encode_chat, target, [m.as_template_input() for m in body.messages])
-    return await respond(engine, target, [prompt], body, Caller(state, project, key, disconnected), chat=True)
+    messages = [m.as_template_input() for m in body.messages]
+    caller = Caller(state, project, key, disconnected)
+    work = await prepared(caller, body, lambda engine, target: [engine.encode_chat(target, messages)])
+    return await respond(work, body, caller, chat=True)
 
 
 async def complete(
@@ -178,10 +197,40 @@ async def complete(
     """`/v1/completions`: each prompt as plain text."""
     rows_allowed(state, len(body.prompts()) * body.n, "prompt")  # before encoding a thousand prompts
     admission_of(state).check(key, project, len(body.prompts()) * body.n)  # and before encoding them
-    target = await in_thread(resolve_target, state, project, body.model)
-    engine = await in_thread(engine_of, state)
-    prompts = await encode(partial(encode_each, engine.encode_text), target, body.prompts())  # one thread hop
-    return await respond(engine, target, prompts, body, Caller(state, project, key, disconnected), chat=False)
+    texts = body.prompts()
+    caller = Caller(state, project, key, disconnected)
+    work = await prepared(caller, body, lambda engine, target: encode_each(engine.encode_text, target, texts))
+    return await respond(work, body, caller, chat=False)
+
+
+class Prepared(NamedTuple):
+    """What a request's rows need before admission, found in one thread hop."""
+
+    engine: Any
+    target: Any
+    prompts: list[list[int]]
+    context: int | None  # the model's most positions, if it says
+    vocab: int | None  # token ids the model scores, when logit_bias asks
+
+
+async def prepared(caller: Caller, body: SamplingFields, encoder: Callable[[Any, Any], list[list[int]]]):
+    """The target, engine, encoded prompts and model limits, in one thread within the caller's gate
+    (each hop of a request would queue again behind every other request's)."""
+
+    def work() -> Prepared:
+        target = resolve_target(caller.state, caller.project, body.model)
+        engine = engine_of(caller.state)
+        try:
+            prompts = encoder(engine, target)
+        except (ValueError, TypeError) as err:  # a chat template that rejects the conversation, ...
+            raise ApiError(
+                400, f"cannot encode the prompt: {scrub(str(err))}", code="invalid_prompt"
+            ) from None
+        vocab = engine.vocab_size(target) if body.logit_bias else None
+        return Prepared(engine, target, prompts, engine.context_length(target), vocab)
+
+    gate = admission_of(caller.state).gate(caller.key or caller.project or "")
+    return await in_thread(work, gate=gate)
 
 
 class Caller:
@@ -317,13 +366,6 @@ def encode_each(encoder, target, texts: list[str]) -> list[list[int]]:
     return [encoder(target, text) for text in texts]
 
 
-async def encode(encoder, target, content) -> Any:
-    try:
-        return await in_thread(encoder, target, content)
-    except (ValueError, TypeError) as err:  # a chat template that rejects the conversation, ...
-        raise ApiError(400, f"cannot encode the prompt: {scrub(str(err))}", code="invalid_prompt") from None
-
-
 def max_tokens_for(prompt: list[int], body: SamplingFields, chat: bool, context: int | None) -> int:
     """The answer length asked for, else the default within the model's context; a request that
     cannot fit is refused as OpenAI does (400, `context_length_exceeded`) rather than generating
@@ -354,15 +396,13 @@ def check_bias(body: SamplingFields, vocab: int) -> None:
         )
 
 
-async def respond(
-    engine, target, prompts: list[list[int]], body: SamplingFields, caller: Caller, chat: bool
-) -> Answer:
+async def respond(work: Prepared, body: SamplingFields, caller: Caller, chat: bool) -> Answer:
     """Check, admit and submit every row; the answer as a whole or as its chunk stream."""
+    engine, target, prompts = work.engine, work.target, work.prompts
     rows_allowed(caller.state, len(prompts) * body.n, "n" if chat else "prompt")
-    context = await in_thread(engine.context_length, target)
-    max_tokens = [max_tokens_for(prompt, body, chat, context) for prompt in prompts]
-    if body.logit_bias:
-        check_bias(body, await in_thread(engine.vocab_size, target))
+    max_tokens = [max_tokens_for(prompt, body, chat, work.context) for prompt in prompts]
+    if work.vocab is not None:
+        check_bias(body, work.vocab)
     release = admission_of(caller.state).reserve(caller.key, caller.project, len(prompts) * body.n)
     loop = asyncio.get_running_loop()
     submit = partial(engine.submit, loop=loop, owner=caller.owner, on_close=release, whole=not body.stream)

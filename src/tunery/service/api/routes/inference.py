@@ -38,7 +38,8 @@ async def calling_key(request: Request, credentials: BearerKey) -> tuple[str | N
     digest = keys.hash_key(credentials.credentials)
     admission = inference.admission_of(state)
     admission.refuse_full(digest)
-    project, key = await inference.in_thread(look_up, state, credentials.credentials)
+    gate = admission.gate(f"digest:{digest}")  # a key's look-ups hold at most its gate's threads
+    project, key = await inference.in_thread(look_up, state, credentials.credentials, gate=gate)
     admission.remember(digest, key)
     return project, key
 
