@@ -11,12 +11,14 @@ from __future__ import annotations
 import functools
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request, UploadFile
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+from sqlalchemy.orm import Session
 
 from tunery.jobs.lifecycle import shown_status
 from tunery.service.api.deps import DispatcherDep, SessionDep, SettingsDep
 from tunery.service.api.streaming import as_response
+from tunery.service.api.uploads import Upload, in_new_session, read_upload
 from tunery.service.domain import datasets, exports, files, inference, jobs, models
 from tunery.service.domain.lookups import get_job
 from tunery.service.errors import ApiError
@@ -25,7 +27,8 @@ from tunery.service.schemas.exports import ExportRequest
 from tunery.service.schemas.files import FilePublic
 from tunery.service.schemas.inference import ChatRequest
 from tunery.service.schemas.jobs import JobCreate, JobPublic
-from tunery.web.auth import ActionProject
+from tunery.settings import Settings
+from tunery.web.auth import ActionProject, UploaderDep
 from tunery.web.live import job_event_stream
 from tunery.web.pages import render
 
@@ -34,22 +37,36 @@ HISTOGRAM_BINS = 12
 
 
 @router.post("/files")
-def upload(
-    request: Request, file: UploadFile, session: SessionDep, project: ActionProject, settings: SettingsDep
-) -> HTMLResponse:
-    """An upload from the Datasets page; answers with the rendered validation report (400 when refused)."""
+async def upload(request: Request, uploader: UploaderDep, settings: SettingsDep) -> HTMLResponse:
+    """An upload from the Datasets page; answers with the rendered validation report (400 when refused).
+
+    The session is checked before the body is read (`tunery.service.api.uploads`)."""
+    form = await read_upload(request)
     try:
-        stored = files.store_upload(session, project, settings, file.file, file.filename, "fine-tune")
+        uploader.check_form(form.form)
+        shown = await in_new_session(request, upload_shown, uploader.project, settings, form)
     except ApiError as err:
+        if err.status in (401, 403):
+            raise
         report = err.extra.get("report")
         return render(
             request, "_upload_result.html", status_code=err.status, error=err.message, report=report
         )
-    shown = DatasetVersionReport.of(datasets.version_of_upload(session, project, stored))
+    finally:
+        await form.form.close()
+    stored, version = shown
     return render(
-        request, "_upload_result.html", error=None, file=FilePublic.of(stored), version=shown,
-        report=shown.report,
-    )  # fmt: skip
+        request, "_upload_result.html", error=None, file=stored, version=version, report=version.report
+    )
+
+
+def upload_shown(
+    session: Session, project: str, settings: Settings, form: Upload
+) -> tuple[FilePublic, DatasetVersionReport]:
+    stored = files.store_upload(session, project, settings, form.file, form.filename, "fine-tune")
+    return FilePublic.of(stored), DatasetVersionReport.of(
+        datasets.version_of_upload(session, project, stored)
+    )
 
 
 @router.get("/datasets/{name}/versions/{version}/lengths")
