@@ -124,3 +124,28 @@ def test_a_json_body_over_the_request_limit_is_refused(tmp_path):
         assert answer.status_code == 413 and answer.json()["error"]["code"] == "request_too_large"
         odd = key_of("a") | {"Content-Length": "9" * 5000}
         assert client.get("/v1/files", headers=odd).status_code < 500
+
+
+HUGE = "9223372036854775808"  # 2**63: past int64, and so past every integer column
+
+
+def test_dashboard_path_and_header_integers_out_of_range_are_a_404_or_400(tmp_path):
+    from tests.web.test_dashboard import _job_with_events
+
+    with in_process_service(tmp_path) as (client, key_of):
+        assert upload(client, key_of("a"), "orders.jsonl", chat_lines(4)).status_code == 200
+        headers = signed_in_headers(client, key_of)
+        client.headers.update(headers)
+        for number in (HUGE, "1" * 30, "-1", "0"):
+            page = client.get(f"/datasets/orders/versions/{number}")
+            assert page.status_code == 404, (number, page.status_code)
+            for tail in ("preview", "lengths"):
+                answer = client.get(f"/ui/datasets/orders/versions/{number}/{tail}")
+                assert answer.status_code in (400, 404), (number, tail, answer.status_code)
+        job_id = _job_with_events(client, "a")
+        for sent in ("abc", "1" * 20, HUGE, "-5", "1e3"):
+            answer = client.get(f"/ui/jobs/{job_id}/stream", headers={"Last-Event-ID": sent})
+            assert answer.status_code == 400, (sent, answer.status_code)
+            assert answer.json()["error"]["param"] == "Last-Event-ID"
+        with client.stream("GET", f"/ui/jobs/{job_id}/stream", headers={"Last-Event-ID": "2"}) as resumed:
+            assert resumed.status_code == 200 and "".join(resumed.iter_text()).count("event: job") == 2

@@ -13,6 +13,7 @@ bits, so a number from outside is read here and an unreadable one becomes the ca
 from __future__ import annotations
 
 DB_INT_MAX = 2**31 - 1  # the smallest integer column any table has (SQLite and PostgreSQL `integer`)
+INT64_MAX = 2**63 - 1  # a size in bytes (Content-Length)
 MAX_DIGITS = 19  # int64's width: anything longer is out of every bound here
 
 

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from starlette.responses import JSONResponse
 
 from tunery.service.errors import error_body
-from tunery.service.integers import bounded_int
+from tunery.service.integers import INT64_MAX, bounded_int
 
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and the `purpose` field around the file
 UPLOAD_PATHS = ("/v1/files", "/ui/files")
-INT64_MAX = 2**63 - 1
 
 
 class _OverLimit(Exception):

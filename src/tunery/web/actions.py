@@ -11,17 +11,18 @@ from __future__ import annotations
 import functools
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from sqlalchemy.orm import Session
 
 from tunery.jobs.lifecycle import shown_status
-from tunery.service.api.deps import DispatcherDep, SessionDep, SettingsDep
+from tunery.service.api.deps import DB_INT_MAX, DispatcherDep, SessionDep, SettingsDep, VersionNumber
 from tunery.service.api.streaming import as_response
 from tunery.service.api.uploads import Upload, in_new_session, read_upload
 from tunery.service.domain import datasets, exports, files, inference, jobs, models
 from tunery.service.domain.lookups import get_job
 from tunery.service.errors import ApiError
+from tunery.service.integers import bounded_int
 from tunery.service.schemas.datasets import DatasetVersionReport
 from tunery.service.schemas.exports import ExportRequest
 from tunery.service.schemas.files import FilePublic
@@ -73,12 +74,12 @@ def upload_shown(
 def token_lengths(
     request: Request,
     name: str,
-    version: int,
+    version: VersionNumber,
     session: SessionDep,
     project: ActionProject,
     settings: SettingsDep,
     model: str = "smollm2-135m-instruct",
-    max_length: int = 1024,
+    max_length: Annotated[int, Query(ge=8, le=DB_INT_MAX)] = 1024,
 ) -> HTMLResponse:
     """A token-length histogram of a dataset version under a model's tokenizer and chat template."""
     lengths = datasets.token_lengths(session, project, settings, name, version, model, max_length)
@@ -130,7 +131,7 @@ def job_statuses(session: SessionDep, project: ActionProject) -> list[dict]:
 @router.get("/jobs/{job_id}/stream")
 async def stream_job(job_id: str, request: Request, project: ActionProject) -> StreamingResponse:
     """Server-sent events: every event of the job, oldest first, then live ones until it finishes."""
-    after = int(request.headers.get("last-event-id", "0") or 0)
+    after = last_event_id(request)
     with request.app.state.sessions() as session:
         get_job(session, project, job_id)  # 404 before the stream starts
     return StreamingResponse(
@@ -138,6 +139,18 @@ async def stream_job(job_id: str, request: Request, project: ActionProject) -> S
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+def last_event_id(request: Request) -> int:
+    """The event a reconnecting EventSource saw last (the seq we sent as its id); 0: none."""
+    sent = request.headers.get("last-event-id", "").strip()
+    after = bounded_int(sent or "0")
+    if after is None:
+        raise ApiError(
+            400, f"Last-Event-ID '{sent[:40]}' is not an event id this stream sent (a number)",
+            code="invalid_last_event_id", param="Last-Event-ID",
+        )  # fmt: skip
+    return after
 
 
 @router.get("/estimate")

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from tunery.service import keys
 from tunery.service.domain.jobs import Dispatcher
 from tunery.service.errors import ApiError
-from tunery.service.integers import DB_INT_MAX  # typed path and query numbers: le=DB_INT_MAX
+from tunery.service.integers import DB_INT_MAX as DB_INT_MAX  # for typed numbers: le=DB_INT_MAX
 from tunery.settings import Settings
 
 
@@ -38,6 +38,7 @@ def get_dispatcher(request: Request) -> Dispatcher:
 
 SessionDep = Annotated[Session, Depends(get_session)]
 PageLimit = Annotated[int, Query(ge=1, le=1000, description="Items per page (1 to 1000).")]
+VersionNumber = Annotated[int, Path(ge=1, le=DB_INT_MAX, description="A dataset version (1, 2, ...).")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
 
