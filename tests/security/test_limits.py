@@ -149,3 +149,52 @@ def test_dashboard_path_and_header_integers_out_of_range_are_a_404_or_400(tmp_pa
             assert answer.json()["error"]["param"] == "Last-Event-ID"
         with client.stream("GET", f"/ui/jobs/{job_id}/stream", headers={"Last-Event-ID": "2"}) as resumed:
             assert resumed.status_code == 200 and "".join(resumed.iter_text()).count("event: job") == 2
+
+
+OVER = "x" * 1001  # one byte over max_prompt_bytes=1000 below
+PROMPTS = [
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": OVER}]}, "messages"),
+    ("/v1/chat/completions", {"messages": [{"role": "system", "content": "x" * 600},
+                                           {"role": "user", "content": [{"type": "text", "text": "é" * 300}]}]},
+     "messages"),
+    ("/v1/completions", {"prompt": OVER}, "prompt"),
+    ("/v1/completions", {"prompt": ["x" * 600, "x" * 600]}, "prompt"),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def inference_service(tmp_path_factory, tiny_model_dir):
+    folder = tmp_path_factory.mktemp("prompt-limit")
+    settings = {"inference_base_models": [str(tiny_model_dir)], "max_prompt_bytes": 1000}
+    with in_process_service(folder, **settings) as (client, key_of):
+        yield client, key_of("a"), str(tiny_model_dir)
+
+
+@pytest.mark.parametrize(("path", "body", "param"), PROMPTS, ids=["chat", "chat-parts", "text", "texts"])
+def test_a_prompt_over_the_byte_limit_is_refused_before_it_is_tokenised(
+    inference_service, monkeypatch, path, body, param
+):
+    from tunery.serve.engine import Engine
+
+    client, headers, model = inference_service
+    encoded = []
+    for name in ("encode_chat", "encode_text"):
+        original = getattr(Engine, name)
+        monkeypatch.setattr(
+            Engine, name, lambda self, *a, _o=original, **k: encoded.append(1) or _o(self, *a, **k)
+        )
+    answer = client.post(path, headers=headers, json={"model": model, "max_tokens": 2, **body})
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["code"] == "prompt_too_large"
+    assert answer.json()["error"]["param"] == param
+    assert encoded == []
+    fits = client.post(path, headers=headers, json={"model": model, "max_tokens": 2, "prompt": "hi",
+                                                    "messages": [{"role": "user", "content": "hi"}]})  # fmt: skip
+    assert fits.status_code == 200, fits.text
+
+
+def test_a_token_list_prompt_is_a_400_not_a_500(inference_service):
+    client, headers, model = inference_service
+    for prompt in ([1, 2, 3], [[1, 2], [3]], [10**30]):
+        answer = client.post("/v1/completions", headers=headers, json={"model": model, "prompt": prompt})
+        assert answer.status_code == 400, answer.text
