@@ -198,3 +198,27 @@ def test_a_token_list_prompt_is_a_400_not_a_500(inference_service):
     for prompt in ([1, 2, 3], [[1, 2], [3]], [10**30]):
         answer = client.post("/v1/completions", headers=headers, json={"model": model, "prompt": prompt})
         assert answer.status_code == 400, answer.text
+
+
+UNBOUNDED = [
+    ({"lora": {"rank_pattern": {"q_proj": 10**9}}}, "tunery.lora.rank_pattern.q_proj"),
+    ({"lora": {"alpha_pattern": {"v_proj": 1e300}}}, "tunery.lora.alpha_pattern.v_proj"),
+    ({"method": "adalora", "adalora": {"init_r": 2**70}}, "tunery.adalora.init_r"),
+    ({"method": "prompt", "prompt": {"virtual_tokens": 10**9}}, "tunery.prompt.virtual_tokens"),
+    ({"train": {"grad_accum": 2**70}}, "tunery.train.grad_accum"),
+    ({"train": {"keep_checkpoints": 10**12}}, "tunery.train.keep_checkpoints"),
+    ({"freeze": {"top_layers": 10**9}}, "tunery.freeze.top_layers"),
+]
+
+
+@pytest.mark.parametrize(("tunery", "param"), UNBOUNDED, ids=[p for _, p in UNBOUNDED])
+def test_a_number_over_the_servers_ceiling_is_a_400_naming_its_param(tmp_path, tunery, param):
+    with in_process_service(tmp_path) as (client, key_of):
+        file_id = upload(client, key_of("a"), "orders.jsonl", chat_lines(4)).json()["id"]
+        body = {"model": "smollm2-135m-instruct", "training_file": file_id, "tunery": tunery}
+        answer = client.post("/v1/fine_tuning/jobs", headers=key_of("a"), json=body)
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"] | {"message": ""} == {
+            "message": "", "type": "invalid_request_error", "param": param, "code": "over_server_limit",
+        }  # fmt: skip
+        assert client.get("/v1/fine_tuning/jobs", headers=key_of("a")).json()["data"] == []
