@@ -222,3 +222,23 @@ def test_a_number_over_the_servers_ceiling_is_a_400_naming_its_param(tmp_path, t
             "message": "", "type": "invalid_request_error", "param": param, "code": "over_server_limit",
         }  # fmt: skip
         assert client.get("/v1/fine_tuning/jobs", headers=key_of("a")).json()["data"] == []
+
+
+ODD_NUMBERS = ["abc", "-1", "9" * 30, "9" * 5000, "1e9", " 12 ", "", "0x10"]
+
+
+def test_odd_header_numbers_and_cookies_never_get_a_server_error(tmp_path):
+    with in_process_service(tmp_path) as (client, key_of):
+        session = signed_in_headers(client, key_of)
+        client.cookies.clear()
+        for odd in ODD_NUMBERS:
+            for method, path, headers in (
+                ("GET", "/v1/files", key_of("a")),
+                ("GET", "/jobs", session),
+                ("POST", "/ui/jobs", session),
+                ("POST", "/v1/files", key_of("a")),
+            ):
+                answer = client.request(method, path, headers=headers | {"Content-Length": odd}, content=b"")
+                assert answer.status_code < 500, (method, path, odd[:20], answer.status_code)
+            cookie = {"Cookie": f"tunery_session={odd}", "X-CSRF-Token": odd}
+            assert client.get("/ui/jobs/statuses", headers=cookie).status_code == 401

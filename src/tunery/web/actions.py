@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from tunery.jobs.lifecycle import shown_status
 from tunery.service.api.deps import DB_INT_MAX, DispatcherDep, SessionDep, SettingsDep, VersionNumber
 from tunery.service.api.streaming import as_response
-from tunery.service.api.uploads import Upload, in_new_session, read_upload
+from tunery.service.api.uploads import UPLOAD_BODY, Upload, in_new_session, read_upload
 from tunery.service.domain import datasets, exports, files, inference, jobs, models
 from tunery.service.domain.lookups import get_job
 from tunery.service.errors import ApiError
@@ -37,7 +37,7 @@ router = APIRouter(prefix="/ui", include_in_schema=False)
 HISTOGRAM_BINS = 12
 
 
-@router.post("/files")
+@router.post("/files", openapi_extra=UPLOAD_BODY)  # documented for tests/security/test_openapi_fuzz.py
 async def upload(request: Request, uploader: UploaderDep, settings: SettingsDep) -> HTMLResponse:
     """An upload from the Datasets page; answers with the rendered validation report (400 when refused).
 
