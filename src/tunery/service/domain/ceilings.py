@@ -104,12 +104,13 @@ def ceiling_for(path: str, config: dict[str, Any], settings: Settings) -> float:
 def schema_default(path: str) -> Any:
     """The config schema's default of a `section.key` path (None for dict values and list items)."""
     model: Any = TuneryConfig
+    default = None
     for part in path.split("."):
-        field = model.model_fields.get(part) if isinstance(model, type) else None
+        is_model = isinstance(model, type) and issubclass(model, BaseModel)
+        field = model.model_fields.get(part) if is_model else None
         if field is None:
             return None
-        model = field.annotation if isinstance(field.annotation, type) else None
-        default = field.default
+        model, default = field.annotation, field.default
     return default
 
 
@@ -188,6 +189,6 @@ def _numbers_in(annotation: Any, bounds: list[Any], path: str) -> list[NumericKe
 def _upper_bound(bounds: list[Any]) -> float | None:
     """The `le`/`lt` among a field's constraints (pydantic keeps them as annotated_types objects)."""
     constraints = [c for b in bounds for c in (b.metadata if isinstance(b, FieldInfo) else [b])]
-    found = [c.le for c in constraints if isinstance(c, annotated_types.Le)]
-    found += [c.lt for c in constraints if isinstance(c, annotated_types.Lt)]
+    found: list[float] = [c.le for c in constraints if isinstance(c, annotated_types.Le)]  # type: ignore[misc]
+    found += [c.lt for c in constraints if isinstance(c, annotated_types.Lt)]  # type: ignore[misc]
     return min(found) if found else None
