@@ -16,7 +16,7 @@ from tunery.service.api import errors, openapi
 from tunery.service.api.routes import datasets, files, health, inference, jobs, keys, models, registry, runs
 from tunery.service.api.routes import exports as model_exports
 from tunery.service.api.routes import reviews as blind_reviews
-from tunery.service.limits import InferenceGate, UploadLimit
+from tunery.service.limits import BodyLimit, InferenceGate
 from tunery.settings import Settings
 from tunery.version import __version__
 
@@ -45,7 +45,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="tunery", version=__version__, lifespan=lifespan)
     errors.install(app)
-    app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(
+        BodyLimit, max_upload_bytes=settings.max_upload_bytes, max_request_bytes=settings.max_request_bytes
+    )
     app.add_middleware(InferenceGate)  # outermost: a flood's refusals go before anything else runs
     for module in (health, files, jobs, models, datasets, runs, registry, keys, inference):
         app.include_router(module.router)

@@ -93,6 +93,18 @@ class Settings(BaseSettings):
         description="Jobs: most train.threads (default: the cores).",
     )
 
+    # What one request may hold: its body, and a prompt before it is tokenised (uploads: max_upload_bytes).
+    max_request_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="Largest request body but an upload's; bigger ones get 413."
+    )
+    max_prompt_bytes: int = Field(
+        1024 * 1024,
+        ge=1,
+        description="Inference: largest prompt in UTF-8 bytes (a chat's message texts together, or one "
+        "completion prompt), refused with 400 before it is tokenised; the default is ~8 bytes a token of a "
+        "128k-token context.",
+    )
+
     @model_validator(mode="after")
     def _fill_paths(self) -> Settings:
         self.data_dir = Path(self.data_dir).expanduser()

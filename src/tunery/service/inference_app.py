@@ -11,6 +11,8 @@ from fastapi import FastAPI
 
 from tunery.service.api import errors, openapi
 from tunery.service.api.routes import inference
+from tunery.service.domain.inference import default_limits
+from tunery.service.limits import BodyLimit
 from tunery.version import __version__
 
 
@@ -26,6 +28,12 @@ def create_inference_app(models: dict[str, tuple[str, str]], max_adapters: int =
 
     app = FastAPI(title="tunery inference", version=__version__, lifespan=lifespan)
     errors.install(app)
+    defaults = default_limits()  # the service's settings' defaults: this app reads no settings
+    app.add_middleware(
+        BodyLimit,
+        max_upload_bytes=defaults["max_request_bytes"],
+        max_request_bytes=defaults["max_request_bytes"],
+    )
     app.include_router(inference.router)
 
     @app.get("/health", tags=["health"])

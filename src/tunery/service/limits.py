@@ -1,46 +1,66 @@
-"""Refusals before a request's body is parsed: an upload over `max_upload_bytes` (`UploadLimit`),
-and an inference request whose key is at its limit of answers in flight (`InferenceGate`).
+"""Refusals before a request's body is parsed: a body over its limit (`BodyLimit`), and an inference
+request whose key is at its limit of answers in flight (`InferenceGate`).
 
-An upload first: refuse it over `max_upload_bytes` before the disk takes it.
-
-Starlette spools a multipart body to disk before a route runs, so the upload route's own
-size check (which stops copying at the limit) would come after the disk had taken it all.
-A body that declares its size (Content-Length) is refused before any of it is read; a
-chunked body is counted as it arrives and refused at the first chunk over the limit, and
-whatever the route would have answered to the cut-off body is replaced by the 413.
+An upload (`POST /v1/files`, the dashboard's `/ui/files`) may hold `max_upload_bytes`; any other
+body (JSON, forms) `max_request_bytes`. A body that declares its size (Content-Length) over the
+limit is refused before any of it is read; a chunked body is counted as it arrives and refused at
+the first chunk over the limit, and whatever the route would have answered to the cut-off body is
+replaced by the 413. The upload routes check who sends the body before reading it (their
+dependencies read only headers), so together nobody unknown gets a byte onto the disk.
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 from starlette.responses import JSONResponse
 
 from tunery.service import keys
 from tunery.service.domain.inference import Busy, admission_of
 from tunery.service.errors import error_body
+from tunery.service.integers import INT64_MAX, bounded_int
 
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and the `purpose` field around the file
+UPLOAD_PATHS = ("/v1/files", "/ui/files")
 
 
 class _OverLimit(Exception):
     pass
 
 
-class UploadLimit:
-    def __init__(self, app, max_bytes: int, path: str = "/v1/files"):
-        self.app, self.max_bytes, self.path = app, max_bytes, path
+@dataclass(frozen=True)
+class Limit:
+    most: int  # bytes the body may hold, overhead included
+    message: str
+    code: str
+    param: str | None
+
+
+class BodyLimit:
+    def __init__(self, app, max_upload_bytes: int, max_request_bytes: int):
+        self.app = app
+        self.upload = Limit(
+            max_upload_bytes + MULTIPART_OVERHEAD,
+            f"the upload is over the limit of {max_upload_bytes} bytes", "file_too_large", "file",
+        )  # fmt: skip
+        self.request = Limit(
+            max_request_bytes, f"the request body is over the limit of {max_request_bytes} bytes",
+            "request_too_large", None,
+        )  # fmt: skip
+
+    def limit_for(self, scope) -> Limit:
+        is_upload = scope["method"] == "POST" and scope["path"].rstrip("/") in UPLOAD_PATHS
+        return self.upload if is_upload else self.request
 
     async def __call__(self, scope, receive, send):
-        if not (
-            scope["type"] == "http" and scope["method"] == "POST" and scope["path"].rstrip("/") == self.path
-        ):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.max_bytes + MULTIPART_OVERHEAD
-        declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > limit:
-            await self._refuse(scope, receive, send)
+        limit = self.limit_for(scope)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (bounded_int(declared, most=INT64_MAX) or 0) > limit.most:
+            await self._refuse(limit, scope, receive, send)
             return
         seen, over = 0, False
 
@@ -49,7 +69,7 @@ class UploadLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > limit:
+                if seen > limit.most:
                     over = True
                     raise _OverLimit
             return message
@@ -61,11 +81,11 @@ class UploadLimit:
         with contextlib.suppress(_OverLimit):  # or the app turned it into its own answer, dropped above
             await self.app(scope, counted, unless_over)
         if over:
-            await self._refuse(scope, receive, send)
+            await self._refuse(limit, scope, receive, send)
 
-    async def _refuse(self, scope, receive, send) -> None:
-        message = f"the upload is over the limit of {self.max_bytes} bytes"
-        refusal = error_body(413, message, code="file_too_large", param="file")
+    @staticmethod
+    async def _refuse(limit: Limit, scope, receive, send) -> None:
+        refusal = error_body(413, limit.message, code=limit.code, param=limit.param)
         await JSONResponse(refusal, status_code=413, headers={"Connection": "close"})(scope, receive, send)
 
 

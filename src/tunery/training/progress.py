@@ -62,7 +62,9 @@ class Progress:
 class PlainLines:
     """One line per `every_seconds` of training (the first step and the last always), for logs and pipes."""
 
-    def __init__(self, total: int, start: int, stream: TextIO, every_seconds: float, clock: Callable[[], float]):
+    def __init__(
+        self, total: int, start: int, stream: TextIO, every_seconds: float, clock: Callable[[], float]
+    ):
         self.total, self.start, self.stream = total, start, stream
         self.every_seconds, self.clock = every_seconds, clock
         self.started = clock()

@@ -11,22 +11,26 @@ from __future__ import annotations
 import functools
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request, UploadFile
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+from sqlalchemy.orm import Session
 
 from tunery.jobs.lifecycle import shown_status, without_server_paths
-from tunery.service.api.deps import DispatcherDep, SessionDep, SettingsDep
+from tunery.service.api.deps import DB_INT_MAX, DispatcherDep, SessionDep, SettingsDep, VersionNumber
 from tunery.service.api.streaming import as_response
+from tunery.service.api.uploads import UPLOAD_BODY, Upload, in_new_session, read_upload
 from tunery.service.domain import datasets, exports, files, inference, jobs, models
 from tunery.service.domain.lookups import get_job
 from tunery.service.domain.references import base_model
 from tunery.service.errors import ApiError
+from tunery.service.integers import bounded_int
 from tunery.service.schemas.datasets import DatasetVersionReport
 from tunery.service.schemas.exports import ExportRequest
 from tunery.service.schemas.files import FilePublic
 from tunery.service.schemas.inference import ChatRequest
 from tunery.service.schemas.jobs import JobCreate, JobPublic
-from tunery.web.auth import ActionProject
+from tunery.settings import Settings
+from tunery.web.auth import ActionProject, UploaderDep
 from tunery.web.live import job_event_stream
 from tunery.web.pages import render
 
@@ -34,35 +38,49 @@ router = APIRouter(prefix="/ui", include_in_schema=False)
 HISTOGRAM_BINS = 12
 
 
-@router.post("/files")
-def upload(
-    request: Request, file: UploadFile, session: SessionDep, project: ActionProject, settings: SettingsDep
-) -> HTMLResponse:
-    """An upload from the Datasets page; answers with the rendered validation report (400 when refused)."""
+@router.post("/files", openapi_extra=UPLOAD_BODY)  # documented for tests/security/test_openapi_fuzz.py
+async def upload(request: Request, uploader: UploaderDep, settings: SettingsDep) -> HTMLResponse:
+    """An upload from the Datasets page; answers with the rendered validation report (400 when refused).
+
+    The session is checked before the body is read (`tunery.service.api.uploads`)."""
+    form = await read_upload(request)
     try:
-        stored = files.store_upload(session, project, settings, file.file, file.filename, "fine-tune")
+        uploader.check_form(form.form)
+        shown = await in_new_session(request, upload_shown, uploader.project, settings, form)
     except ApiError as err:
+        if err.status in (401, 403):
+            raise
         report = err.extra.get("report")
         return render(
             request, "_upload_result.html", status_code=err.status, error=err.message, report=report
         )
-    shown = DatasetVersionReport.of(datasets.version_of_upload(session, project, stored))
+    finally:
+        await form.form.close()
+    stored, version = shown
     return render(
-        request, "_upload_result.html", error=None, file=FilePublic.of(stored), version=shown,
-        report=shown.report,
-    )  # fmt: skip
+        request, "_upload_result.html", error=None, file=stored, version=version, report=version.report
+    )
+
+
+def upload_shown(
+    session: Session, project: str, settings: Settings, form: Upload
+) -> tuple[FilePublic, DatasetVersionReport]:
+    stored = files.store_upload(session, project, settings, form.file, form.filename, "fine-tune")
+    return FilePublic.of(stored), DatasetVersionReport.of(
+        datasets.version_of_upload(session, project, stored)
+    )
 
 
 @router.get("/datasets/{name}/versions/{version}/lengths")
 def token_lengths(
     request: Request,
     name: str,
-    version: int,
+    version: VersionNumber,
     session: SessionDep,
     project: ActionProject,
     settings: SettingsDep,
     model: str = "smollm2-135m-instruct",
-    max_length: int = 1024,
+    max_length: Annotated[int, Query(ge=8, le=DB_INT_MAX)] = 1024,
 ) -> HTMLResponse:
     """A token-length histogram of a dataset version under a model's tokenizer and chat template."""
     lengths = datasets.token_lengths(session, project, settings, name, version, model, max_length)
@@ -114,7 +132,7 @@ def job_statuses(session: SessionDep, project: ActionProject) -> list[dict]:
 @router.get("/jobs/{job_id}/stream")
 async def stream_job(job_id: str, request: Request, project: ActionProject) -> StreamingResponse:
     """Server-sent events: every event of the job, oldest first, then live ones until it finishes."""
-    after = int(request.headers.get("last-event-id", "0") or 0)
+    after = last_event_id(request)
     with request.app.state.sessions() as session:
         get_job(session, project, job_id)  # 404 before the stream starts
     return StreamingResponse(
@@ -122,6 +140,18 @@ async def stream_job(job_id: str, request: Request, project: ActionProject) -> S
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+def last_event_id(request: Request) -> int:
+    """The event a reconnecting EventSource saw last (the seq we sent as its id); 0: none."""
+    sent = request.headers.get("last-event-id", "").strip()
+    after = bounded_int(sent or "0")
+    if after is None:
+        raise ApiError(
+            400, f"Last-Event-ID '{sent[:40]}' is not an event id this stream sent (a number)",
+            code="invalid_last_event_id", param="Last-Event-ID",
+        )  # fmt: skip
+    return after
 
 
 @router.get("/estimate")

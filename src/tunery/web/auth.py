@@ -21,6 +21,7 @@ import hmac
 import os
 import secrets
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
@@ -28,6 +29,7 @@ from urllib.parse import quote
 from fastapi import Depends, Request
 from sqlalchemy import update
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 
 from tunery.service import keys
 from tunery.service.errors import ApiError
@@ -171,6 +173,37 @@ def action_project(request: Request, sent: Annotated[str | None, Depends(sent_cs
     return project
 
 
+@dataclass(frozen=True)
+class Uploader:
+    """Who sends an upload, known from its headers before the body is read."""
+
+    project: str
+    csrf_token: str  # the session's
+    sent_in_header: bool
+
+    def check_form(self, form: FormData) -> None:
+        """A form sent without scripts carries its token in the hidden field, read with the body."""
+        if not self.sent_in_header:
+            field = form.get(CSRF_FIELD)
+            check_csrf(self.csrf_token, field if isinstance(field, str) else None)
+
+
+def uploader(request: Request) -> Uploader:
+    """For an upload: origin, session cookie and (when sent) the CSRF header checked from the headers
+    alone, so a request nobody signed in for is refused before its body is read; 401 without a session."""
+    check_same_origin(request)
+    with request.app.state.sessions() as db:
+        found = signed_in(db, request.cookies.get(COOKIE))
+    if found is None:
+        raise ApiError(401, "not signed in: sign in to the dashboard again", code="not_signed_in")
+    row, key = found
+    request.state.csrf_token = row.csrf_token
+    header = request.headers.get(CSRF_HEADER)
+    if header is not None:
+        check_csrf(row.csrf_token, header)
+    return Uploader(key.project, row.csrf_token, header is not None)
+
+
 def sign_in_token(secret: bytes, nonce: str) -> str:
     """The sign-in form's hidden token: an HMAC of the nonce cookie the form page set."""
     return hmac.new(secret, f"sign-in.{nonce}".encode(), hashlib.sha256).hexdigest()
@@ -204,3 +237,4 @@ def safe_next(next_path: str | None) -> str:
 
 PageProject = Annotated[str, Depends(page_project)]
 ActionProject = Annotated[str, Depends(action_project)]
+UploaderDep = Annotated[Uploader, Depends(uploader)]

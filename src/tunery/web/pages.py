@@ -11,15 +11,16 @@ import secrets
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from tunery.service.api.deps import SessionDep, SettingsDep
+from tunery.service.api.deps import DB_INT_MAX, SessionDep, SettingsDep, VersionNumber
 from tunery.service.domain import datasets, files, jobs, models
 from tunery.service.domain.lookups import get_job
 from tunery.service.domain.runs import read_run
 from tunery.service.errors import ApiError
+from tunery.service.integers import bounded_int
 from tunery.service.public import public_value
 from tunery.service.schemas.datasets import DatasetPublic, DatasetVersionPublic, DatasetVersionReport
 from tunery.service.schemas.files import FilePublic
@@ -162,10 +163,13 @@ def datasets_page(request: Request, session: SessionDep, project: PageProject) -
 
 @router.get("/datasets/{name}/versions/{version}")
 def dataset_version_page(
-    request: Request, name: str, version: int, session: SessionDep, project: PageProject
+    request: Request, name: str, version: str, session: SessionDep, project: PageProject
 ) -> HTMLResponse:
+    number = bounded_int(version, least=1)
     try:
-        shown = DatasetVersionReport.of(datasets.get_version(session, project, name, version))
+        if number is None:
+            raise ApiError(404, f"dataset '{name}' has no version '{version[:40]}'", code="dataset_not_found")
+        shown = DatasetVersionReport.of(datasets.get_version(session, project, name, number))
         versions = [DatasetVersionPublic.of(v) for v in datasets.list_versions(session, project, name)]
     except ApiError as err:
         return not_found_page(request, project, err)
@@ -176,12 +180,12 @@ def dataset_version_page(
 def dataset_preview(
     request: Request,
     name: str,
-    version: int,
+    version: VersionNumber,
     session: SessionDep,
     project: ActionProject,
     settings: SettingsDep,
     model: str = "smollm2-135m-instruct",
-    rows: int = 5,
+    rows: Annotated[int, Query(le=DB_INT_MAX)] = 5,
 ) -> HTMLResponse:
     """The dataset page's mask preview: `GET /api/datasets/{name}/preview`'s domain call, drawn as HTML."""
     from tunery.data.preview import preview_html

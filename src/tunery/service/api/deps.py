@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from tunery.service import keys
 from tunery.service.domain.jobs import Dispatcher
 from tunery.service.errors import ApiError
+from tunery.service.integers import DB_INT_MAX as DB_INT_MAX  # for typed numbers: le=DB_INT_MAX
 from tunery.settings import Settings
 
 
@@ -36,9 +37,8 @@ def get_dispatcher(request: Request) -> Dispatcher:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
-# Numbers a caller sends stay within a database integer: a huge one is a 400, never an overflow (500).
-DB_INT_MAX = 2**31 - 1
 PageLimit = Annotated[int, Query(ge=1, le=1000, description="Items per page (1 to 1000).")]
+VersionNumber = Annotated[int, Path(ge=1, le=DB_INT_MAX, description="A dataset version (1, 2, ...).")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
 
@@ -60,6 +60,13 @@ def current_project(session: SessionDep, credentials: BearerKey) -> str:
     return bearer_project(session, credentials)
 
 
+def key_project(request: Request, credentials: BearerKey) -> str:
+    """The Bearer key's project, checked in a short session of its own: an upload's route checks it
+    before reading the body, which may stream for minutes without holding a connection."""
+    with request.app.state.sessions() as session:
+        return bearer_project(session, credentials)
+
+
 def caller(request: Request, credentials: BearerKey) -> str | None:
     """For inference: the key's project; None when the server runs standalone (no database, no keys).
 
@@ -72,4 +79,5 @@ def caller(request: Request, credentials: BearerKey) -> str | None:
 
 
 CurrentProject = Annotated[str, Depends(current_project)]
+KeyProject = Annotated[str, Depends(key_project)]
 Caller = Annotated[str | None, Depends(caller)]

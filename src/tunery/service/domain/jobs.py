@@ -21,14 +21,12 @@ from sqlalchemy.orm import Session
 from tunery.config import default_lr  # learning_rate_multiplier scales the method family's default
 from tunery.config.registry import METHOD_NAMES
 from tunery.jobs.lifecycle import FINISHED, add_event, cancel, model_id, shown_status, transition
+from tunery.service.domain import ceilings
 from tunery.service.domain.integrations import check_tracking_uris, tracking_settings
 from tunery.service.domain.lookups import fetch_page, get_file, get_job
 from tunery.service.domain.references import ModelReference, resolve_model, resolve_run, trainable
 from tunery.service.errors import ApiError, not_found, refusal
 from tunery.service.schemas.jobs import (
-    MAX_BATCH_SIZE,
-    MAX_EPOCHS,
-    MAX_LR_MULTIPLIER,
     DpoHyperparameters,
     Hyperparameters,
     JobCreate,
@@ -242,28 +240,10 @@ def job_config(
         raise refusal(err, param="tunery") from None
 
 
-def ceilings(settings: Settings) -> list[tuple[str, str, float]]:
-    """(section, key, most allowed): what a job can ever run within on this server (settings)."""
-    return [
-        ("train", "max_steps", settings.max_job_steps),
-        ("train", "threads", settings.max_job_threads),
-        ("train", "epochs", MAX_EPOCHS),
-        ("train", "batch_size", MAX_BATCH_SIZE),
-        ("train", "lr", max(default_lr(name) for name in METHOD_NAMES) * MAX_LR_MULTIPLIER),
-        ("lora", "r", settings.max_job_lora_rank),
-        ("data", "max_length", settings.max_job_length),
-    ]
-
-
 def check_ceilings(config: dict[str, Any], settings: Settings, rows: int) -> None:
-    """Refuse at creation what would fail later or run forever: each value, and the steps it adds up to."""
-    for section, key, most in ceilings(settings):
-        value = (config.get(section) or {}).get(key)
-        if isinstance(value, int | float) and not (value <= most):  # `not <=` also catches NaN
-            raise ApiError(
-                400, f"tunery.{section}.{key} is {value}; this server allows at most {most:g}",
-                code="over_server_limit", param=f"tunery.{section}.{key}",
-            )  # fmt: skip
+    """Refuse at creation what would fail later or run forever: each value (the table in
+    `ceilings.CEILINGS`), and the steps they add up to."""
+    ceilings.check_config(config, settings)
     train = config["train"]
     if train.get("max_steps") is None:
         epochs, batch = estimated_epochs_and_batch(train, rows)

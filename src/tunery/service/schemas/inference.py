@@ -180,6 +180,10 @@ class ChatRequest(SamplingFields):
             raise Refused("top_logprobs", "top_logprobs needs logprobs: true")
         return self
 
+    def prompt_bytes(self) -> int:
+        """The UTF-8 bytes of the messages' texts together (parts included): what would be tokenised."""
+        return sum(utf8_size(m.as_template_input()["content"]) for m in self.messages)
+
     @property
     def logprob_count(self) -> int | None:
         """How many alternatives to report per token; None: no logprobs."""
@@ -200,6 +204,10 @@ class CompletionRequest(SamplingFields):
 
     def prompts(self) -> list[str]:
         return [self.prompt] if isinstance(self.prompt, str) else self.prompt
+
+    def prompt_bytes(self) -> int:
+        """The UTF-8 bytes of the prompts together: what would be tokenised."""
+        return sum(utf8_size(prompt) for prompt in self.prompts())
 
     @property
     def logprob_count(self) -> int | None:
@@ -251,6 +259,10 @@ class TextCompletion(BaseModel):
     model: str
     choices: list[CompletionChoice]
     usage: Usage
+
+
+def utf8_size(text: str) -> int:
+    return len(text.encode("utf-8", errors="replace"))
 
 
 def completion_id(prefix: str) -> str:

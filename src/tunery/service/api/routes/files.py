@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import BinaryIO
 
-from fastapi import APIRouter, Form, UploadFile
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
+from sqlalchemy.orm import Session
 
-from tunery.service.api.deps import CurrentProject, PageLimit, SessionDep, SettingsDep
+from tunery.service.api.deps import CurrentProject, KeyProject, PageLimit, SessionDep, SettingsDep
+from tunery.service.api.uploads import UPLOAD_BODY, in_new_session, read_upload
 from tunery.service.domain import files
 from tunery.service.domain.lookups import get_file
 from tunery.service.schemas.common import Deleted, ListPage
 from tunery.service.schemas.files import FilePublic, FileReport
+from tunery.settings import Settings
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 BYTES_TYPE = "application/octet-stream"
@@ -21,16 +24,25 @@ BYTES = {
 }
 
 
-@router.post("", response_model=FilePublic)
-def upload_file(
-    file: UploadFile,
-    purpose: Annotated[str, Form()],
-    session: SessionDep,
-    project: CurrentProject,
-    settings: SettingsDep,
+@router.post("", response_model=FilePublic, openapi_extra=UPLOAD_BODY)
+async def upload_file(request: Request, project: KeyProject, settings: SettingsDep) -> FilePublic:
+    """Upload training data (purpose `fine-tune`); 400 with the data checker's report if any row is bad.
+
+    The key is checked before the body is read (`tunery.service.api.uploads`)."""
+    upload = await read_upload(request)
+    try:
+        purpose = upload.required("purpose")
+        return await in_new_session(
+            request, stored_file, project, settings, upload.file, upload.filename, purpose
+        )
+    finally:
+        await upload.form.close()
+
+
+def stored_file(
+    session: Session, project: str, settings: Settings, source: BinaryIO, filename: str | None, purpose: str
 ) -> FilePublic:
-    """Upload training data (purpose `fine-tune`); 400 with the data checker's report if any row is bad."""
-    return FilePublic.of(files.store_upload(session, project, settings, file.file, file.filename, purpose))
+    return FilePublic.of(files.store_upload(session, project, settings, source, filename, purpose))
 
 
 @router.get("", response_model=ListPage[FilePublic])
