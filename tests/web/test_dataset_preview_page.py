@@ -43,7 +43,7 @@ def test_the_preview_fragment_shows_the_rows_escaped(uploaded, tiny_model_dir):
 
 def test_the_preview_fragment_refuses_like_the_api(uploaded, app_client):
     refused = uploaded.get(PREVIEW, params={"model": "/no/such/model"})
-    assert refused.status_code == 400 and refused.json()["error"]["code"] == "model_not_found"
+    assert refused.status_code == 404 and refused.json()["error"]["code"] == "model_not_found"
     assert uploaded.get("/ui/datasets/orders/versions/9/preview").status_code == 404
     del app_client.cookies["tunery_session"]
     assert app_client.get(PREVIEW).status_code == 401
