@@ -162,3 +162,37 @@ def test_on_a_cpu_the_engine_thread_leaves_one_core_to_the_http_side():
     finally:
         torch.set_num_threads(before)
     assert seen == [max(1, len(os.sched_getaffinity(0)) - 1), 3]
+
+
+def test_an_owner_over_its_share_waits_aside_while_another_is_served_and_answers_the_same(tiny_model_dir):
+    import time
+
+    engine = Engine(max_batch=8, window_s=0.01, share_memory_s=0.05).start()
+    try:
+        base = Target.for_base(str(tiny_model_dir))
+        long, short = Sampling(max_tokens=120, temperature=0), Sampling(max_tokens=6, temperature=0)
+        flood_prompts = [engine.encode_chat(base, [{"role": "user", "content": p}]) for p in PROMPTS]
+        victim_prompt = engine.encode_text(base, "item 5")
+        alone = [answer(engine.submit(base, p, long, owner="flood"))[0] for p in flood_prompts]
+        alone.append(answer(engine.submit(base, victim_prompt, short, owner="victim"))[0])
+        slot = engine.slot(base)
+        # Measured as on a CPU: two rows step as fast as one, three take far longer.
+        slot.costs.seconds = {1: 1.0, 2: 1.1, 3: 5.0, 4: 9.0}
+        assert engine.share(2, slot.costs) == 1 and engine.share(1, slot.costs) == engine.max_share
+
+        time.sleep(
+            0.1
+        )  # the victim's last answer is past: the flood starts alone, with every row it asks for
+        floods = [engine.submit(base, p, long, owner="flood").events() for p in flood_prompts]
+        firsts = [next(events) for events in floods]  # all three are generating now
+        engine.batch_sizes.clear()
+        victim = answer(engine.submit(base, victim_prompt, short, owner="victim"))
+        sizes = list(engine.batch_sizes)
+        steps_beside_the_victim = sizes[sizes.index(4) + 1 :]  # after it joined the flood's three rows
+        together = ["".join(e.text for e in [first, *rest] if isinstance(e, Token))
+                    for first, rest in zip(firsts, map(list, floods), strict=True)]  # fmt: skip
+    finally:
+        engine.stop()
+    assert steps_beside_the_victim and max(steps_beside_the_victim) <= 2, steps_beside_the_victim
+    assert [*together, victim[0]] == alone, "rows set aside and taken back answer as if never moved"
+    assert not slot.aside.rows

@@ -122,3 +122,27 @@ def test_owners_take_turns_the_lightest_first(running, order):
     arrivals = [request("flood", "f1"), request("flood", "f2"), request("victim", "v1")]
     arrivals += [request("flood", "f3"), request("victim", "v2")]
     assert [r.name for r in take_turns(arrivals, Counter(running))] == order
+
+
+def test_step_costs_give_the_rows_that_step_within_the_slowdown_of_a_lone_row():
+    from tunery.serve.engine import StepCosts
+
+    costs = StepCosts()
+    assert costs.rows_within(1.5, 32) == 32  # nothing measured yet: the equal split alone limits
+    for rows, seconds in ((1, 0.070), (2, 0.085), (3, 0.090), (5, 0.123), (9, 0.161), (17, 0.160)):
+        costs.record(rows, seconds)
+    assert costs.rows_within(1.5, 32) == 2  # 2-3 rows: 0.085 s (1.2x); 4-7 rows 0.123 s (1.8x) too slow
+    assert costs.rows_within(3.0, 32) == 16 and costs.rows_within(3.0, 8) == 8
+    costs.record(1, 0.170)  # a moving average: one slow step moves it a tenth of the way
+    assert costs.seconds[1] == pytest.approx(0.080)
+
+
+def test_while_others_are_there_an_owner_gets_the_rows_that_step_fast_enough():
+    from tunery.serve.engine import StepCosts
+
+    cpu = StepCosts({1: 0.070, 2: 0.085, 3: 0.123, 4: 0.161, 5: 0.160, 6: 0.201})
+    gpu = StepCosts({1: 0.010, 2: 0.010, 3: 0.011, 4: 0.011, 5: 0.012, 6: 0.013})
+    engine = Engine(max_batch=32)
+    assert engine.share(1, cpu) == engine.share(1, gpu) == 28  # alone: costs do not matter
+    assert (engine.share(2, cpu), engine.share(2, gpu)) == (1, 16)
+    assert Engine(max_batch=32, contended_slowdown=None).share(2, cpu) == 16  # the equal split alone

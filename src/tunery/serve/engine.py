@@ -153,6 +153,13 @@ class Slot:
         self.batch = RunningBatch(
             model, tokenizer.pad_token_id, bank, sizes, PrefixCache(prefix_tokens) if prefix_tokens else None
         )
+        self.aside = self.batch.split([])  # rows of an owner over its share, waiting while others are served
+        self.costs = StepCosts()
+
+    @property
+    def rows(self) -> list[Row]:
+        """Every row this model is generating, those set aside included."""
+        return self.batch.rows + self.aside.rows
 
     @property
     def adapters(self) -> list[str]:
@@ -169,7 +176,7 @@ class Slot:
         if adapter in self.bank:
             self.bank.touch(adapter)
             return True
-        in_use = self.batch.adapters | {row.adapter for row in starting}
+        in_use = self.batch.adapters | self.aside.adapters | {row.adapter for row in starting}
         if len(self.bank.slot_of) >= self.bank.capacity and all(name in in_use for name in self.bank.slot_of):
             return False
         assert adapter_folder is not None, "an adapter other than the base comes from a run"
@@ -187,6 +194,7 @@ class Engine:
         prefix_tokens: int = 1024,
         threads: int | None = None,
         share_memory_s: float = 1.0,
+        contended_slowdown: float | None = 1.5,
     ):
         self.max_adapters, self.max_batch, self.window_s, self.device = (
             max_adapters,
@@ -198,6 +206,9 @@ class Engine:
         self.threads = threads  # torch's intra-op threads on a CPU; None: every core but one
         self.share_memory_s = share_memory_s  # how long an owner counts as present after its last row
         self._seen: dict[str, float] = {}  # owner -> when it last had rows running or waiting
+        # While several owners are there, a step may take at most this many times a lone row's step.
+        self.contended_slowdown = contended_slowdown
+        self._owners_now = 1
         self.slots: dict[str, Slot] = {}
         self._load_lock = threading.Lock()
         self._pending: list[Request] = []
@@ -270,18 +281,26 @@ class Engine:
         while (arrivals := self._arrivals()) is not None:
             self._admit(arrivals)
             for slot in list(self.slots.values()):
-                if slot.batch.rows:
+                try:
+                    self._rebalance(slot)
+                except Exception as err:  # fail its rows, never the engine thread every client waits on
+                    for batch in (slot.aside, slot.batch):
+                        batch.fail_all(f"{type(err).__name__}: {err}")
+                if rows := len(slot.batch.rows):
+                    started = time.perf_counter()
                     self._guarded(slot, slot.batch.step, slot.batch.rows)
+                    slot.costs.record(rows, time.perf_counter() - started)
         message = "the server is stopping"
         for request in self._pending:
             request.stream.put(Failure(message))
         for slot in list(self.slots.values()):
             slot.batch.fail_all(message)
+            slot.aside.fail_all(message)
 
     def _arrivals(self) -> list[Request] | None:
         """The requests that arrived since the last step; blocks while there is nothing to do."""
         with self._wake:
-            idle = not any(slot.batch.rows for slot in self.slots.values())
+            idle = not any(slot.rows for slot in self.slots.values())
             while idle and not self._pending and not self._stopping:
                 self._wake.wait()
             if self._stopping:
@@ -300,7 +319,7 @@ class Engine:
         waiting = []
         arrivals = [request for request in arrivals if not request.stream.cancelled]
         running = self._running_owners()
-        share = self.share(self._active_owners(set(running) | {request.owner for request in arrivals}))
+        self._owners_now = self._active_owners(set(running) | {request.owner for request in arrivals})
         for request in take_turns(arrivals, running):
             try:
                 slot = self.slot(request.target)
@@ -309,8 +328,8 @@ class Engine:
                     continue
                 key = request.target.slot
                 rows = starting.setdefault(key, [])
-                counts = owners.setdefault(key, Counter(row.request.owner for row in slot.batch.rows))
-                if not self._fits(slot, rows, counts, request, share):
+                counts = owners.setdefault(key, Counter(row.request.owner for row in slot.rows))
+                if not self._fits(slot, rows, counts, request, self.share(self._owners_now, slot.costs)):
                     waiting.append(request)
                     continue
                 rows.append(slot.row(request))
@@ -333,12 +352,33 @@ class Engine:
         return len(self._seen)
 
     def _running_owners(self) -> Counter[str]:
-        return Counter(row.request.owner for slot in self.slots.values() for row in slot.batch.rows)
+        return Counter(row.request.owner for slot in self.slots.values() for row in slot.rows)
+
+    def _rebalance(self, slot: Slot) -> None:
+        """An owner's rows over its share wait aside while other owners are served (the newest first:
+        the older are nearer their end), and step again as soon as it is back within its share."""
+        slot.aside.drop_cancelled()
+        share = self.share(self._owners_now, slot.costs)
+        stepping: Counter[str] = Counter()
+        over = []
+        for row in slot.batch.rows:
+            stepping[row.request.owner] += 1
+            if stepping[row.request.owner] > share:
+                over.append(row)
+        back = []
+        for row in slot.aside.rows:
+            if stepping[row.request.owner] < share:
+                stepping[row.request.owner] += 1
+                back.append(row)
+        if over:
+            slot.aside.merge(slot.batch.split(over))
+        if back:
+            slot.batch.merge(slot.aside.split(back))
 
     def _fits(self, slot: Slot, rows: list[Row], owners: Counter[str], request: Request, share: int) -> bool:
         """Room in the batch, within the owner's `share` (a few rows stay free for other owners, so a
         flood from one never makes another wait for its rows to finish), and an adapter slot."""
-        if len(slot.batch.rows) + len(rows) >= self.max_batch:
+        if len(slot.rows) + len(rows) >= self.max_batch:
             return False
         if owners[request.owner] >= share:
             return False
@@ -350,12 +390,19 @@ class Engine:
         """The most rows of one model's batch that one owner takes."""
         return max(1, self.max_batch - max(1, self.max_batch // 8))
 
-    def share(self, owners: int) -> int:
-        """The rows one owner may start beside `owners - 1` others with rows running or waiting: an
-        equal split while others are there (a flood's rows make every step of theirs slower, and each
-        of its answers that ends brings its client's next request to the HTTP side), `max_share` alone.
-        Rows above it are not stopped; the owner starts no more until it is back within it."""
-        return self.max_share if owners <= 1 else max(1, min(self.max_share, self.max_batch // owners))
+    def share(self, owners: int, costs: StepCosts | None = None) -> int:
+        """The rows one owner may run beside `owners - 1` others with rows running or waiting:
+        `max_share` alone; while others are there an equal split of the batch, and of no more rows than
+        step within `contended_slowdown` times a lone row's step (`costs`, measured on this model and
+        machine): a flood's rows make every step of the others slower, so on a CPU, where a step's
+        time grows with its rows, they get few; on a GPU, where it hardly does, many. Rows above it
+        wait aside (`_rebalance`) and the owner starts no more until it is back within it."""
+        if owners <= 1:
+            return self.max_share
+        rows = self.max_batch
+        if costs is not None and self.contended_slowdown is not None:
+            rows = costs.rows_within(self.contended_slowdown, self.max_batch)
+        return max(1, min(self.max_share, rows // owners))
 
     @staticmethod
     def _guarded(slot: Slot, work, rows: list[Row]) -> None:
@@ -387,6 +434,29 @@ class Engine:
         model.eval().requires_grad_(False)
         bank = AdapterBank(model, self.max_adapters)
         return Slot(model, tokenizer, bank, self.batch_sizes, self.prefix_tokens)
+
+
+@dataclass
+class StepCosts:
+    """Seconds per decode step of one model by its rows: a moving average per power-of-two bucket
+    (bucket b holds 2**(b-1) … 2**b - 1 rows)."""
+
+    seconds: dict[int, float] = field(default_factory=dict)
+    weight: float = 0.1  # of each new step in its bucket's average
+
+    def record(self, rows: int, seconds: float) -> None:
+        bucket = rows.bit_length()
+        old = self.seconds.get(bucket)
+        self.seconds[bucket] = seconds if old is None else old + self.weight * (seconds - old)
+
+    def rows_within(self, slowdown: float, most: int) -> int:
+        """The most rows (the smallest of a bucket, `most` at the most) whose step was measured at no
+        more than `slowdown` times a lone row's; `most` until a lone row's step has been measured."""
+        alone = self.seconds.get(1)
+        if alone is None:
+            return most
+        fit = [1 << (bucket - 1) for bucket, seconds in self.seconds.items() if seconds <= slowdown * alone]
+        return min(most, max(fit))
 
 
 def take_turns(requests: list[Request], running: Counter[str] | None = None) -> list[Request]:

@@ -300,12 +300,9 @@ class RunningBatch:
     @torch.inference_mode()
     def step(self) -> None:
         """One token for every running row; rows whose client went away leave first."""
-        if any(row.cancelled for row in self.rows):
-            for row in self.rows:
-                row.done = row.done or row.cancelled
-            self._retire()
-            if not self.rows:
-                return
+        self.drop_cancelled()
+        if not self.rows:
+            return
         self.sizes.append(len(self.rows))
         mask, positions, next_ids = self._running()
         self.mask = torch.cat([mask, torch.ones_like(next_ids)], dim=1)
@@ -313,6 +310,13 @@ class RunningBatch:
         chosen = choose(self.rows, logits)
         self.next_ids, self.positions = chosen[:, None], positions + 1
         self._take(chosen.tolist(), self.rows)
+
+    def drop_cancelled(self) -> None:
+        """Rows whose client went away leave."""
+        if any(row.cancelled for row in self.rows):
+            for row in self.rows:
+                row.done = row.done or row.cancelled
+            self._retire()
 
     def fail_all(self, message: str) -> None:
         for row in self.rows:
@@ -365,7 +369,36 @@ class RunningBatch:
 
     def _retire(self) -> None:
         """Drop finished rows, and the leading columns that no remaining row uses."""
-        keep = [i for i, row in enumerate(self.rows) if not row.done]
+        self._keep([i for i, row in enumerate(self.rows) if not row.done])
+
+    def split(self, leaving: list[Row]) -> RunningBatch:
+        """Move `leaving` (rows of this batch) with their keys and values into a batch of their own,
+        which is not stepped until it is `merge`d back: a row set aside waits where it stands."""
+        chosen = {id(row) for row in leaving}
+        moved = [i for i, row in enumerate(self.rows) if id(row) in chosen]
+        aside = RunningBatch(self.model, self.pad, self.bank, self.sizes, self.prefixes)
+        if moved:
+            aside.rows, aside.cache = list(self.rows), growing_cache()
+            aside.mask, aside.positions, aside.next_ids = self._running()
+            for layer in self.cache.layers:
+                copy = GrowingLayer()
+                copy.lazy_initialization(layer.keys, layer.values)
+                copy.replace(layer.keys, layer.values)
+                aside.cache.layers.append(copy)
+            aside._keep(moved)
+            self._keep([i for i, row in enumerate(self.rows) if id(row) not in chosen])
+        return aside
+
+    def merge(self, other: RunningBatch) -> None:
+        """Take back the rows of a batch `split` from this one (or any batch of the same model)."""
+        if other.rows:
+            mask, positions, next_ids = other._running()
+            self._join(other.rows, other.cache, mask, positions, next_ids)
+            other.rows, other.cache = [], None
+            other.mask = other.positions = other.next_ids = None
+
+    def _keep(self, keep: list[int]) -> None:
+        """Keep the rows at `keep` (and the leading columns that any of them uses)."""
         self.rows = [self.rows[i] for i in keep]
         if not self.rows:
             self.cache = self.mask = self.positions = self.next_ids = None
