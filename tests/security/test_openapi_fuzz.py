@@ -14,11 +14,8 @@ or dashboard, is also searched for a server path (`server_paths_in`)."""
 
 from __future__ import annotations
 
-import os
 import site
 import sysconfig
-import tempfile
-from pathlib import Path
 
 import pytest
 import schemathesis
@@ -32,6 +29,7 @@ from schemathesis.checks import (
 from schemathesis.core.transport import Response
 
 from tests.security.conftest import chat_lines, in_process_service, upload
+from tests.security.server_paths import server_roots
 from tests.web.conftest import sign_in, token_in
 
 FAST, SLOW = 4, 60
@@ -54,22 +52,14 @@ def api(tmp_path_factory, tiny_model_dir):
         headers = key_of("team-a")
         file_id = upload(client, headers, "orders.jsonl", chat_lines(4)).json()["id"]
         client.post("/v1/fine_tuning/jobs", headers=headers, json={"model": "m", "training_file": file_id})
-        SERVER_ROOTS[:] = server_roots(client.app.state.settings)
+        SERVER_ROOTS[:] = fuzz_roots(client.app.state.settings)
         PUBLISHED[:] = client.app.state.settings.inference_base_models
         yield client, headers, str(tiny_model_dir), client.app
 
 
-def server_roots(settings) -> list[str]:
-    """Where the server keeps things: the artifact root, data_dir, tmp, home, cwd, site-packages."""
-    found = {
-        str(settings.artifacts),
-        str(settings.data_dir),
-        tempfile.gettempdir(),
-        str(Path.home()),
-        os.getcwd(),
-    }
-    found |= {sysconfig.get_paths()["purelib"], *site.getsitepackages()}
-    return sorted(root for root in found if len(root) > 1)
+def fuzz_roots(settings) -> list[str]:
+    """Where the server keeps things (server_paths.server_roots), and its site-packages."""
+    return sorted({*server_roots(settings), sysconfig.get_paths()["purelib"], *site.getsitepackages()})
 
 
 def server_paths_in(body: str, roots: list[str], asked: str = "") -> list[str]:
@@ -80,33 +70,9 @@ def server_paths_in(body: str, roots: list[str], asked: str = "") -> list[str]:
     return [root for root in roots if root in body and root not in asked]
 
 
-# A job's answer shows its resolved config (`tunery`), whose file paths the tenancy branch shapes away;
-# until that merge they are left out here. The lead removes this when the branches meet.
-SHAPED_ON_THE_TENANCY_BRANCH = (("data", "train"), ("data", "validation"), ("output_dir",))
-
-
-def without_job_config_paths(text: str) -> str:
-    import json
-
-    try:
-        body = json.loads(text)
-    except ValueError:
-        return text
-    found = body.get("data") if isinstance(body, dict) and isinstance(body.get("data"), list) else [body]
-    for job in found:
-        config = job.get("tunery") if isinstance(job, dict) else None
-        for *section, key in SHAPED_ON_THE_TENANCY_BRANCH if isinstance(config, dict) else ():
-            holder = config.get(section[0]) if section else config
-            if isinstance(holder, dict):
-                holder.pop(key, None)
-    return json.dumps(body)
-
-
 def assert_no_server_path(case, response: Response) -> None:
     asked = f"{case.path_parameters} {case.query} {case.headers} {case.cookies} {case.body} {PUBLISHED}"
     text = response.text if hasattr(response, "text") else ""
-    if case.path.startswith("/v1/fine_tuning/jobs"):
-        text = without_job_config_paths(text)
     shown = server_paths_in(text, SERVER_ROOTS, asked)
     assert shown == [], f"{case.method} {case.formatted_path} answered with server paths {shown}"
 
