@@ -196,3 +196,18 @@ def test_an_owner_over_its_share_waits_aside_while_another_is_served_and_answers
     assert steps_beside_the_victim and max(steps_beside_the_victim) <= 2, steps_beside_the_victim
     assert [*together, victim[0]] == alone, "rows set aside and taken back answer as if never moved"
     assert not slot.aside.rows
+
+
+def test_a_run_started_from_another_is_served_on_that_run_merged_as_it_was_trained(
+    engine, two_runs, tmp_path
+):
+    from tests.serve.conftest import train_tiny_run
+    from tunery.inference import starting_model
+    from tunery.run import Run
+
+    child = train_tiny_run(two_runs[0], tmp_path, "child", seed=3)  # `model:` a run, as `ft:` bases are
+    target = Target.for_run(child)
+    assert target.base == starting_model(Run.open(child).config)[0] != str(two_runs[0])
+    prompt = engine.encode_chat(target, [{"role": "user", "content": PROMPTS[0]}])
+    text, finish = answer(engine.submit(target, prompt, Sampling(max_tokens=4, temperature=0)))
+    assert finish.completion_tokens == 4, text

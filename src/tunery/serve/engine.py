@@ -90,14 +90,14 @@ class Target:
 
     @classmethod
     def for_run(cls, run_dir: str | Path) -> Target:
-        from tunery.models import resolve_model
+        from tunery.inference import starting_model
         from tunery.run import Run
 
         run = Run.open(run_dir)
         if run.config.task == "classification":
             raise ValueError(f"{run.path} is a classification run; it has no text to generate")
         return cls(
-            base=resolve_model(run.config.model.name),
+            base=starting_model(run.config)[0],  # a run started from another: that one merged, as trained
             run_dir=run.path,
             shared=groupable(run.adapter_dir, run.config.method),
         )
