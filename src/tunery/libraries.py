@@ -15,6 +15,19 @@ def quiet_libraries() -> None:
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)  # optional CPU kernel package
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*torch.jit.script_method.*", category=DeprecationWarning)
+    if not accelerator_devices():
+        # accelerate imports DeepSpeed (when installed) on every save_pretrained, and DeepSpeed's own
+        # detection then warns that it fell back to the CPU; on a machine without accelerators that
+        # is its answer anyway, said without the warning.
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+
+def accelerator_devices() -> list[str]:
+    """Device nodes of NVIDIA, AMD/Intel (render) and Ascend accelerators; no torch import."""
+    from glob import glob
+
+    return [node for pattern in ("/dev/nvidia[0-9]*", "/dev/kfd", "/dev/dri/renderD*", "/dev/davinci[0-9]*")
+            for node in glob(pattern)]  # fmt: skip
 
 
 class MissingExtra(TuneryError):

@@ -138,3 +138,19 @@ def test_data_check_reports_token_lengths_with_a_model_tokenizer(tiny_model_dir,
     assert report["rows"] == 24 and report["ok"] is True
     assert report["total_tokens"]["min"] > 0
     assert report["supervised_tokens"]["max"] < report["total_tokens"]["max"]
+
+
+def test_a_piped_training_prints_progress_lines_and_nothing_of_deepspeed(
+    tiny_model_dir, chat_files, tmp_path
+):
+    import yaml
+
+    from tests.training.test_train import config_for
+
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(config_for(tiny_model_dir, chat_files, tmp_path / "runs", max_steps=3)))
+    result = tunery("train", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "train step 3/3  loss " in result.stdout, result.stdout
+    output = result.stdout + result.stderr
+    assert "DeepSpeed" not in output and "real_accelerator" not in output, output
