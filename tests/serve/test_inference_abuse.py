@@ -289,7 +289,8 @@ def test_a_flood_from_one_key_neither_slows_another_nor_outlives_its_client(serv
     """Acceptance 3 of issue 21: while one key floods (1,000 rows asked for, retried as soon as
     Retry-After allows), another key's chats keep a p95 at most twice their quiet p95 (the best of up to
     ATTEMPTS measurements under the flood: one hiccup of a 2-core machine is tens of ms), beside the
-    flood's rows in the same batch; when the flood's client goes, its rows stop within 1 s."""
+    flood's rows in the same batch (within its share); when the flood's client goes, its rows stop
+    within 1 s."""
     app, url, base = service
     victim = openai.OpenAI(base_url=f"{url}/v1", api_key=make_key(app, "victim"), max_retries=0)
     flooder = make_key(app, "flooder")
@@ -340,7 +341,8 @@ def test_a_flood_from_one_key_neither_slows_another_nor_outlives_its_client(serv
         f"({loaded / quiet:.2f}x, median batch {beside:.0f} rows); the flood's rows stopped {stopped:.2f} s "
         "after it left"
     )
-    assert beside >= 20, "the chats should have run beside the flood's rows, in the same batch"
+    # The flood's rows step beside the chats, as many as its share (engine.share) allows: not stopped.
+    assert beside >= 2, "the chats should have run beside the flood's rows, in the same batch"
     assert loaded <= 2 * quiet, f"victim p95 {loaded:.3f} s under the flood vs {quiet:.3f} s quiet"
 
 
