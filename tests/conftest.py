@@ -124,17 +124,26 @@ def swapped_since(before: dict[tuple[object, str], object]) -> list[str]:
 @pytest.fixture(autouse=True)
 def _nothing_left_swapped():
     """Fail the test that leaves a loader's stand-in in place (a racing load), then put the originals back
-    so that the tests after it do not fail for it ("Cannot copy out of meta tensor")."""
-    before = swappable_globals()
-    dtype = sys.modules["torch"].get_default_dtype() if "torch" in sys.modules else None
+    so that the tests after it do not fail for it ("Cannot copy out of meta tensor"). Both looks are
+    taken holding the build lock: a build a server thread is still running (an export the test
+    started) holds it, and its stand-ins are in place until it ends, as they should be."""
+    from tunery.models import model_construction
+
+    with model_construction():
+        before = swappable_globals()
+        dtype = sys.modules["torch"].get_default_dtype() if "torch" in sys.modules else None
     yield
-    swapped = swapped_since(before)
-    if dtype is not None and sys.modules["torch"].get_default_dtype() != dtype:
-        swapped.append(f"torch's default dtype (now {sys.modules['torch'].get_default_dtype()}, was {dtype})")
-        sys.modules["torch"].set_default_dtype(dtype)
+    with model_construction():
+        swapped = swapped_since(before)
+        if dtype is not None and sys.modules["torch"].get_default_dtype() != dtype:
+            swapped.append(
+                f"torch's default dtype (now {sys.modules['torch'].get_default_dtype()}, was {dtype})"
+            )
+            sys.modules["torch"].set_default_dtype(dtype)
+        if swapped:
+            for (owner, name), function in before.items():
+                setattr(owner, name, function)
     if swapped:
-        for (owner, name), function in before.items():
-            setattr(owner, name, function)
         pytest.fail(f"left swapped by a model load: {', '.join(swapped)}")
 
 
