@@ -14,10 +14,10 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy.orm import Session
 
 from tunery.service.api.deps import SessionDep, SettingsDep
-from tunery.service.domain import datasets, review_judge, review_results, reviews
+from tunery.service.api.review_tasks import after_reply, start_judging
+from tunery.service.domain import datasets, review_results, reviews
 from tunery.service.errors import ApiError
 from tunery.service.schemas.datasets import DatasetVersionPublic
 from tunery.service.schemas.reviews import (
@@ -125,14 +125,6 @@ def results_page(request: Request, review_id: str, session: SessionDep, key: Pag
     return render(request, "review_results.html", project=key.project, results=results)
 
 
-def after_reply(
-    session: Session, answer: ReviewPublic, background: BackgroundTasks, task, *args
-) -> ReviewPublic:
-    session.commit()  # end this request's transaction first: on SQLite it holds the write lock
-    background.add_task(task, *args)
-    return answer
-
-
 @actions.post("", response_model=ReviewPublic)
 def create_review(
     body: ReviewCreate, request: Request, background: BackgroundTasks, session: SessionDep, key: ActionKey,
@@ -174,19 +166,7 @@ def judge(
     review_id: str, body: JudgeCreate, request: Request, background: BackgroundTasks, session: SessionDep,
     key: ActionKey,
 ) -> ReviewPublic:  # fmt: skip
-    policy = request.app.state.settings.url_policy
-    review = review_judge.start_judge(session, key.project, key.id, review_id, body, policy)
-    shown = reviews.public(session, review, key.id)
-    return after_reply(
-        session,
-        shown,
-        background,
-        review_judge.run_judge,
-        request.app.state.sessions,
-        review.id,
-        body,
-        policy,
-    )
+    return start_judging(session, key, review_id, body, request, background)
 
 
 @actions.get("/{review_id}/export")

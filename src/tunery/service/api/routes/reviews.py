@@ -11,11 +11,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
 from fastapi.responses import Response
-from sqlalchemy.orm import Session
 
 from tunery.service import keys
 from tunery.service.api.deps import BearerKey, SessionDep, SettingsDep
-from tunery.service.domain import review_judge, review_results, reviews
+from tunery.service.api.review_tasks import after_reply, start_judging
+from tunery.service.domain import review_results, reviews
 from tunery.service.errors import ApiError
 from tunery.service.schemas.common import ListPage
 from tunery.service.schemas.reviews import (
@@ -43,16 +43,6 @@ def calling_key(session: SessionDep, credentials: BearerKey) -> ApiKey:
 
 
 CallingKey = Annotated[ApiKey, Depends(calling_key)]
-
-
-def after_reply(
-    session: Session, answer: ReviewPublic, background: BackgroundTasks, task, *args
-) -> ReviewPublic:
-    """Run `task(*args)` once the answer is sent; this request's transaction ends first (on SQLite it
-    holds the write lock, and the request's session is closed only after its background tasks)."""
-    session.commit()
-    background.add_task(task, *args)
-    return answer
 
 
 @router.get("", response_model=ListPage[ReviewPublic])
@@ -125,21 +115,10 @@ def generate(
 @router.post("/{review_id}/judge", response_model=ReviewPublic, status_code=202)
 def judge(
     review_id: str, body: JudgeCreate, request: Request, background: BackgroundTasks, session: SessionDep,
-    key: CallingKey, settings: SettingsDep,
+    key: CallingKey,
 ) -> ReviewPublic:  # fmt: skip
     """The owner has an OpenAI-compatible chat endpoint judge every item in both orders."""
-    policy = settings.url_policy
-    review = review_judge.start_judge(session, key.project, key.id, review_id, body, policy)
-    return after_reply(
-        session,
-        reviews.public(session, review, key.id),
-        background,
-        review_judge.run_judge,
-        request.app.state.sessions,
-        review.id,
-        body,
-        policy,
-    )
+    return start_judging(session, key, review_id, body, request, background)
 
 
 @router.get("/{review_id}/results", response_model=ReviewResults)
